@@ -1,0 +1,169 @@
+//! Secret formats and their hashing. API keys and operator tokens are 256-bit random strings with a readable
+//! prefix; only their SHA-256 is ever stored (argon2 is for human passwords, not for high-entropy keys).
+
+use std::fmt;
+
+use rand::Rng;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// 43 base62 characters carry 256 bits of entropy.
+const BODY_LEN: usize = 43;
+/// How many leading characters of a secret are shown to identify it.
+pub const VISIBLE_PREFIX_LEN: usize = 12;
+
+/// Prefix of team API keys.
+pub const API_KEY_PREFIX: &str = "sk-sy-";
+/// Prefix of operator API tokens.
+pub const OPERATOR_TOKEN_PREFIX: &str = "syop-";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretFormatError {
+    #[error("the key does not start with `{0}`")]
+    Prefix(&'static str),
+    #[error("the key has the wrong length")]
+    Length,
+    #[error("the key contains characters outside [0-9A-Za-z]")]
+    Alphabet,
+    #[error("not a hex-encoded SHA-256")]
+    Hash,
+}
+
+/// A plaintext secret of a known format. It exists only between generation and the response that shows it,
+/// and between a request's header and its hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// A new secret with the given prefix, from a cryptographically secure RNG supplied by the caller.
+    pub fn generate(prefix: &'static str, rng: &mut impl rand::CryptoRng) -> Self {
+        let mut s = String::with_capacity(prefix.len() + BODY_LEN);
+        s.push_str(prefix);
+        for _ in 0..BODY_LEN {
+            let i = rng.random_range(0..ALPHABET.len());
+            s.push(char::from(ALPHABET[i]));
+        }
+        Self(s)
+    }
+
+    /// Parses a secret of the given prefix; rejects anything of another shape before it is hashed.
+    pub fn parse(prefix: &'static str, s: &str) -> Result<Self, SecretFormatError> {
+        let body = s
+            .strip_prefix(prefix)
+            .ok_or(SecretFormatError::Prefix(prefix))?;
+        if body.len() != BODY_LEN {
+            return Err(SecretFormatError::Length);
+        }
+        if !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(SecretFormatError::Alphabet);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The leading characters shown in lists so people can tell keys apart.
+    pub fn visible_prefix(&self) -> &str {
+        &self.0[..VISIBLE_PREFIX_LEN.min(self.0.len())]
+    }
+
+    pub fn hash(&self) -> KeyHash {
+        KeyHash::of(&self.0)
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({}…)", self.visible_prefix())
+    }
+}
+
+/// SHA-256 of a secret. Serialised as lowercase hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl KeyHash {
+    /// Hashes any presented string, whatever its shape: the lookup then simply finds nothing.
+    pub fn of(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Result<Self, SecretFormatError> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| SecretFormatError::Hash)?;
+        Ok(Self(out))
+    }
+}
+
+impl fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHash({})", &self.to_hex()[..8])
+    }
+}
+
+impl Serialize for KeyHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 64];
+        // encode_to_slice only fails on a wrong buffer length, which is fixed here.
+        hex::encode_to_slice(self.0, &mut buf).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::from_hex(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_and_hash_stably() {
+        let mut rng = rand::rng();
+        let k = ApiKey::generate(API_KEY_PREFIX, &mut rng);
+        assert_eq!(k.expose().len(), API_KEY_PREFIX.len() + BODY_LEN);
+        let parsed = ApiKey::parse(API_KEY_PREFIX, k.expose()).unwrap();
+        assert_eq!(parsed.hash(), k.hash());
+        assert_ne!(ApiKey::generate(API_KEY_PREFIX, &mut rng).hash(), k.hash());
+        assert!(!format!("{k:?}").contains(&k.expose()[VISIBLE_PREFIX_LEN..]));
+    }
+
+    #[test]
+    fn malformed_keys_are_rejected() {
+        assert_eq!(
+            ApiKey::parse(API_KEY_PREFIX, "sk-other"),
+            Err(SecretFormatError::Prefix(API_KEY_PREFIX))
+        );
+        assert_eq!(
+            ApiKey::parse(API_KEY_PREFIX, "sk-sy-short"),
+            Err(SecretFormatError::Length)
+        );
+        let bad = format!("sk-sy-{}", "!".repeat(BODY_LEN));
+        assert_eq!(
+            ApiKey::parse(API_KEY_PREFIX, &bad),
+            Err(SecretFormatError::Alphabet)
+        );
+    }
+
+    #[test]
+    fn hash_round_trips_as_hex() {
+        let h = KeyHash::of("abc");
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(
+            json,
+            "\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\""
+        );
+        assert_eq!(serde_json::from_str::<KeyHash>(&json).unwrap(), h);
+    }
+}

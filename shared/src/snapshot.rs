@@ -1,0 +1,291 @@
+//! The snapshot: everything a data-plane node needs to serve requests without asking anyone — key hashes with
+//! their team and permissions, providers with their credentials, and models with their routes and prices.
+//!
+//! Versions are assigned by the control plane and strictly increase; a node never applies a version lower than
+//! or equal to the one it holds. Fields added later must carry `#[serde(default)]` so older payloads still parse.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::money::Price;
+use crate::secret::KeyHash;
+
+/// The snapshot schema this build writes and reads.
+pub const SNAPSHOT_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub schema: u32,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub teams: Vec<TeamEntry>,
+    #[serde(default)]
+    pub keys: Vec<KeyEntry>,
+    #[serde(default)]
+    pub providers: Vec<ProviderEntry>,
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamEntry {
+    pub id: i64,
+    pub name: String,
+}
+
+/// An API key as the data plane sees it: only its hash, never the plaintext.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    pub id: i64,
+    pub hash: KeyHash,
+    pub team_id: i64,
+    pub name: String,
+    /// `None` means every model; otherwise only the listed public model names.
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl KeyEntry {
+    pub fn allows(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|a| a == model))
+    }
+
+    pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Any server speaking OpenAI's chat completions API: OpenAI, DeepSeek, Qwen compatible mode, GLM, vLLM, Ollama.
+    OpenaiCompatible,
+    /// A kind added by a newer control plane; a node that does not know it refuses to route to it.
+    #[serde(other)]
+    Unsupported,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderEntry {
+    pub id: i64,
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Base URL including the version segment, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The upstream credential in plaintext: snapshots are secrets in transit and at rest.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+impl fmt::Debug for ProviderEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderEntry")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field(
+                "credential",
+                &self.credential.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    /// The public model name clients send.
+    pub name: String,
+    pub price: Price,
+    pub targets: Vec<TargetEntry>,
+}
+
+/// One place a model can be served from. Lower `priority` is tried first; within a priority, `weight` shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetEntry {
+    pub provider_id: i64,
+    pub upstream_model: String,
+    pub weight: u32,
+    pub priority: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    #[error("snapshot schema {0} is not supported by this node (expects {SNAPSHOT_SCHEMA})")]
+    Schema(u32),
+    #[error("duplicate {0} `{1}`")]
+    Duplicate(&'static str, String),
+    #[error("key {0} belongs to unknown team {1}")]
+    UnknownTeam(i64, i64),
+    #[error("model `{0}` routes to unknown provider {1}")]
+    UnknownProvider(String, i64),
+    #[error("model `{0}` has a target with weight 0")]
+    ZeroWeight(String),
+}
+
+impl Snapshot {
+    /// An empty snapshot, version 0: what a node holds before it has received anything.
+    pub fn empty(now: DateTime<Utc>) -> Self {
+        Self {
+            schema: SNAPSHOT_SCHEMA,
+            version: 0,
+            created_at: now,
+            teams: Vec::new(),
+            keys: Vec::new(),
+            providers: Vec::new(),
+            models: Vec::new(),
+        }
+    }
+
+    /// Checks the references inside the snapshot, so that a node never swaps in one it cannot serve from.
+    pub fn validate(&self) -> Result<(), SnapshotError> {
+        if self.schema != SNAPSHOT_SCHEMA {
+            return Err(SnapshotError::Schema(self.schema));
+        }
+        let mut teams = HashSet::with_capacity(self.teams.len());
+        for t in &self.teams {
+            if !teams.insert(t.id) {
+                return Err(SnapshotError::Duplicate("team", t.id.to_string()));
+            }
+        }
+        let mut hashes = HashSet::with_capacity(self.keys.len());
+        for k in &self.keys {
+            if !hashes.insert(k.hash) {
+                return Err(SnapshotError::Duplicate("key hash", k.id.to_string()));
+            }
+            if !teams.contains(&k.team_id) {
+                return Err(SnapshotError::UnknownTeam(k.id, k.team_id));
+            }
+        }
+        let providers: HashSet<i64> = self.providers.iter().map(|p| p.id).collect();
+        let mut models = HashSet::with_capacity(self.models.len());
+        for m in &self.models {
+            if !models.insert(m.name.as_str()) {
+                return Err(SnapshotError::Duplicate("model", m.name.clone()));
+            }
+            for t in &m.targets {
+                if !providers.contains(&t.provider_id) {
+                    return Err(SnapshotError::UnknownProvider(
+                        m.name.clone(),
+                        t.provider_id,
+                    ));
+                }
+                if t.weight == 0 {
+                    return Err(SnapshotError::ZeroWeight(m.name.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            schema: SNAPSHOT_SCHEMA,
+            version: 7,
+            created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            teams: vec![TeamEntry {
+                id: 1,
+                name: "research".into(),
+            }],
+            keys: vec![KeyEntry {
+                id: 10,
+                hash: KeyHash::of("k"),
+                team_id: 1,
+                name: "ci".into(),
+                allowed_models: Some(vec!["gpt-4o".into()]),
+                expires_at: None,
+            }],
+            providers: vec![ProviderEntry {
+                id: 3,
+                name: "openai".into(),
+                kind: ProviderKind::OpenaiCompatible,
+                base_url: "https://api.openai.com/v1".into(),
+                credential: Some("sk-upstream".into()),
+            }],
+            models: vec![ModelEntry {
+                name: "gpt-4o".into(),
+                price: Price {
+                    input_per_mtok: 2_500_000,
+                    output_per_mtok: 10_000_000,
+                },
+                targets: vec![TargetEntry {
+                    provider_id: 3,
+                    upstream_model: "gpt-4o-2024-08-06".into(),
+                    weight: 1,
+                    priority: 0,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_validates() {
+        let s = sample();
+        let json = serde_json::to_vec(&s).unwrap();
+        let back: Snapshot = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, s);
+        back.validate().unwrap();
+    }
+
+    #[test]
+    fn an_older_minimal_payload_still_parses() {
+        let json = r#"{"schema":1,"version":1,"created_at":"2026-01-01T00:00:00Z"}"#;
+        let s: Snapshot = serde_json::from_str(json).unwrap();
+        assert!(s.keys.is_empty());
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_provider_kinds_parse_as_unsupported() {
+        let json = r#"{"id":1,"name":"x","kind":"future_kind","base_url":"http://x"}"#;
+        let p: ProviderEntry = serde_json::from_str(json).unwrap();
+        assert_eq!(p.kind, ProviderKind::Unsupported);
+    }
+
+    #[test]
+    fn broken_references_are_refused() {
+        let mut s = sample();
+        s.models[0].targets[0].provider_id = 99;
+        assert_eq!(
+            s.validate(),
+            Err(SnapshotError::UnknownProvider("gpt-4o".into(), 99))
+        );
+        let mut s = sample();
+        s.keys[0].team_id = 2;
+        assert_eq!(s.validate(), Err(SnapshotError::UnknownTeam(10, 2)));
+        let mut s = sample();
+        s.schema = 99;
+        assert_eq!(s.validate(), Err(SnapshotError::Schema(99)));
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        assert!(!format!("{:?}", sample()).contains("sk-upstream"));
+    }
+
+    #[test]
+    fn key_permissions_and_expiry() {
+        let mut k = sample().keys[0].clone();
+        assert!(k.allows("gpt-4o"));
+        assert!(!k.allows("claude"));
+        k.allowed_models = None;
+        assert!(k.allows("claude"));
+        let now = Utc::now();
+        assert!(!k.expired_at(now));
+        k.expires_at = Some(now);
+        assert!(k.expired_at(now));
+    }
+}
