@@ -1,0 +1,135 @@
+//! The compiled, immutable form of a snapshot that the request path reads: hash maps from key hash to key
+//! context and from public model name to its route, with upstreams resolved and header values pre-built.
+//! A catalog is built once per snapshot version, off the request path, and swapped in whole.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use switchyard_shared::snapshot::{KeyEntry, Snapshot};
+use switchyard_shared::{KeyHash, Price};
+
+use crate::providers::Upstream;
+
+pub struct Catalog {
+    pub version: u64,
+    keys: HashMap<KeyHash, KeyCtx>,
+    models: HashMap<Box<str>, ModelRoute>,
+}
+
+/// What the request path knows about the caller once its key is found.
+#[derive(Debug)]
+pub struct KeyCtx {
+    pub id: i64,
+    pub team_id: i64,
+    allowed_models: Option<Box<[Box<str>]>>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl KeyCtx {
+    pub fn allows(&self, model: &str) -> bool {
+        self.allowed_models.as_ref().is_none_or(|m| m.iter().any(|a| &**a == model))
+    }
+
+    pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+pub struct ModelRoute {
+    pub name: Box<str>,
+    pub price: Price,
+    /// Targets grouped by priority, best tier first.
+    pub tiers: Vec<Tier>,
+}
+
+pub struct Tier {
+    pub targets: Vec<Target>,
+    pub total_weight: u64,
+}
+
+pub struct Target {
+    pub upstream: Arc<Upstream>,
+    pub upstream_model: Box<str>,
+    /// `upstream_model` already encoded as a JSON string, spliced into request bodies as is.
+    pub upstream_model_json: Box<str>,
+    pub weight: u32,
+}
+
+impl Catalog {
+    pub fn empty() -> Self {
+        Self { version: 0, keys: HashMap::new(), models: HashMap::new() }
+    }
+
+    /// Compiles a validated snapshot. Targets on providers this node cannot speak to are left out, so such a
+    /// model answers `no_route` instead of failing mid-request.
+    pub fn compile(snapshot: &Snapshot) -> Self {
+        let upstreams: HashMap<i64, Arc<Upstream>> = snapshot
+            .providers
+            .iter()
+            .filter_map(|p| Upstream::from_entry(p).map(|u| (p.id, Arc::new(u))))
+            .collect();
+        let keys = snapshot.keys.iter().map(|k| (k.hash, key_ctx(k))).collect();
+        let models = snapshot
+            .models
+            .iter()
+            .map(|m| {
+                let mut targets: Vec<(u32, Target)> = m
+                    .targets
+                    .iter()
+                    .filter_map(|t| {
+                        let upstream = upstreams.get(&t.provider_id)?.clone();
+                        let json = serde_json::to_string(&t.upstream_model).ok()?;
+                        Some((
+                            t.priority,
+                            Target {
+                                upstream,
+                                upstream_model: t.upstream_model.as_str().into(),
+                                upstream_model_json: json.into(),
+                                weight: t.weight,
+                            },
+                        ))
+                    })
+                    .collect();
+                targets.sort_by_key(|(p, _)| *p);
+                let mut tiers: Vec<(u32, Tier)> = Vec::new();
+                for (priority, target) in targets {
+                    match tiers.last_mut() {
+                        Some((p, tier)) if *p == priority => {
+                            tier.total_weight += u64::from(target.weight);
+                            tier.targets.push(target);
+                        }
+                        _ => tiers.push((
+                            priority,
+                            Tier { total_weight: u64::from(target.weight), targets: vec![target] },
+                        )),
+                    }
+                }
+                let route = ModelRoute {
+                    name: m.name.as_str().into(),
+                    price: m.price,
+                    tiers: tiers.into_iter().map(|(_, t)| t).collect(),
+                };
+                (m.name.as_str().into(), route)
+            })
+            .collect();
+        Self { version: snapshot.version, keys, models }
+    }
+
+    pub fn key(&self, hash: &KeyHash) -> Option<&KeyCtx> {
+        self.keys.get(hash)
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelRoute> {
+        self.models.get(name)
+    }
+}
+
+fn key_ctx(k: &KeyEntry) -> KeyCtx {
+    KeyCtx {
+        id: k.id,
+        team_id: k.team_id,
+        allowed_models: k.allowed_models.as_ref().map(|m| m.iter().map(|s| s.as_str().into()).collect()),
+        expires_at: k.expires_at,
+    }
+}

@@ -1,0 +1,145 @@
+//! Node settings: defaults, then environment (`SWITCHYARD_*`, with `*_FILE` for secrets). Tests build the
+//! struct directly instead of touching the process environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not valid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("{0} is required")]
+    Missing(&'static str),
+    #[error("could not read {name} from {path}: {source}")]
+    File { name: &'static str, path: String, source: std::io::Error },
+}
+
+/// A secret string that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where clients connect (`SWITCHYARD_LISTEN`, default `127.0.0.1:8080`; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Base URL of the control plane, e.g. `http://127.0.0.1:8081` (`SWITCHYARD_CONTROL_PLANE_URL`).
+    pub control_plane_url: String,
+    /// Shared secret nodes present to the control plane (`SWITCHYARD_NODE_TOKEN` or `_FILE`).
+    pub node_token: Secret,
+    /// Stable name of this node (`SWITCHYARD_NODE_ID`; default: kept in `state_dir/node-id`).
+    pub node_id: Option<String>,
+    /// Where the last snapshot is kept for restarts (`SWITCHYARD_STATE_DIR`, default `.switchyard/node`).
+    pub state_dir: PathBuf,
+    /// Largest request body accepted (`SWITCHYARD_MAX_BODY_BYTES`, default 8 MiB).
+    pub max_body_bytes: usize,
+    /// How long a snapshot long-poll may be held by the control plane (`SWITCHYARD_POLL_WAIT_SECS`, default 25).
+    pub poll_wait: Duration,
+    /// Longest a usage record waits before it is sent (`SWITCHYARD_REPORT_INTERVAL_MS`, default 200).
+    pub report_interval: Duration,
+    /// Most records in one usage batch (`SWITCHYARD_REPORT_BATCH_MAX`, default 1000).
+    pub report_batch_max: usize,
+    /// Time to connect to an upstream (`SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS`, default 5000).
+    pub upstream_connect_timeout: Duration,
+    /// Time to the upstream's response headers (`SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS`, default 120000).
+    pub upstream_first_byte_timeout: Duration,
+    /// HTTP worker threads (`SWITCHYARD_WORKERS`, default: number of cores).
+    pub workers: usize,
+}
+
+impl Settings {
+    /// Defaults for everything but the control plane address and the node token.
+    pub fn new(control_plane_url: impl Into<String>, node_token: Secret) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            control_plane_url: control_plane_url.into(),
+            node_token,
+            node_id: None,
+            state_dir: PathBuf::from(".switchyard/node"),
+            max_body_bytes: 8 * 1024 * 1024,
+            poll_wait: Duration::from_secs(25),
+            report_interval: Duration::from_millis(200),
+            report_batch_max: 1000,
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_first_byte_timeout: Duration::from_secs(120),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let url = var("SWITCHYARD_CONTROL_PLANE_URL").unwrap_or_else(|| "http://127.0.0.1:8081".to_owned());
+        let token = secret("SWITCHYARD_NODE_TOKEN")?.ok_or(ConfigError::Missing("SWITCHYARD_NODE_TOKEN"))?;
+        let mut s = Self::new(url, token);
+        if let Some(v) = var("SWITCHYARD_LISTEN") {
+            s.listen = parse("SWITCHYARD_LISTEN", &v)?;
+        }
+        s.node_id = var("SWITCHYARD_NODE_ID");
+        if let Some(v) = var("SWITCHYARD_STATE_DIR") {
+            s.state_dir = PathBuf::from(v);
+        }
+        if let Some(v) = var("SWITCHYARD_MAX_BODY_BYTES") {
+            s.max_body_bytes = parse("SWITCHYARD_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = var("SWITCHYARD_POLL_WAIT_SECS") {
+            s.poll_wait = Duration::from_secs(parse("SWITCHYARD_POLL_WAIT_SECS", &v)?);
+        }
+        if let Some(v) = var("SWITCHYARD_REPORT_INTERVAL_MS") {
+            s.report_interval = Duration::from_millis(parse("SWITCHYARD_REPORT_INTERVAL_MS", &v)?);
+        }
+        if let Some(v) = var("SWITCHYARD_REPORT_BATCH_MAX") {
+            s.report_batch_max = parse("SWITCHYARD_REPORT_BATCH_MAX", &v)?;
+        }
+        if let Some(v) = var("SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS") {
+            s.upstream_connect_timeout = Duration::from_millis(parse("SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = var("SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS") {
+            s.upstream_first_byte_timeout =
+                Duration::from_millis(parse("SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = var("SWITCHYARD_WORKERS") {
+            s.workers = parse("SWITCHYARD_WORKERS", &v)?;
+        }
+        Ok(s)
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Reads `NAME`, or the file named by `NAME_FILE` (trailing newline trimmed).
+fn secret(name: &'static str) -> Result<Option<Secret>, ConfigError> {
+    if let Some(v) = var(name) {
+        return Ok(Some(Secret(v)));
+    }
+    let file_var = format!("{name}_FILE");
+    match var(&file_var) {
+        Some(path) => std::fs::read_to_string(&path)
+            .map(|s| Some(Secret(s.trim_end().to_owned())))
+            .map_err(|source| ConfigError::File { name, path, source }),
+        None => Ok(None),
+    }
+}
+
+fn parse<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    v.parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() })
+}

@@ -1,0 +1,77 @@
+//! The usage record of one request: who asked, what was served, how long it took and what it cost.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use switchyard_shared::usage::UsageSource;
+use switchyard_shared::{Price, UsageRecord};
+use uuid::Uuid;
+
+/// Token counts as reported by an upstream's `usage` object.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+/// Everything about a request known when it is admitted; turned into a record when it ends.
+#[derive(Clone)]
+pub struct Meter {
+    pub request_id: String,
+    pub node_id: std::sync::Arc<str>,
+    pub team_id: i64,
+    pub key_id: i64,
+    pub model: String,
+    pub price: Price,
+    pub stream: bool,
+    pub started_at: DateTime<Utc>,
+    pub started: Instant,
+    pub provider_id: Option<i64>,
+    pub upstream_model: Option<String>,
+}
+
+/// How a request ended.
+pub struct Outcome {
+    pub status: u16,
+    pub error_code: Option<&'static str>,
+    pub usage: Option<Usage>,
+    /// Used when the upstream gave no usage: a rough count, marked as estimated.
+    pub estimate: Option<Usage>,
+    pub first_byte: Option<Instant>,
+}
+
+impl Meter {
+    pub fn finish(&self, outcome: Outcome) -> UsageRecord {
+        let (usage, source) = match (outcome.usage, outcome.estimate) {
+            (Some(u), _) => (u, UsageSource::Upstream),
+            (None, Some(e)) => (e, UsageSource::Estimated),
+            (None, None) => (Usage::default(), UsageSource::None),
+        };
+        UsageRecord {
+            id: Uuid::now_v7(),
+            request_id: self.request_id.clone(),
+            node_id: self.node_id.to_string(),
+            team_id: self.team_id,
+            key_id: self.key_id,
+            model: self.model.clone(),
+            provider_id: self.provider_id,
+            upstream_model: self.upstream_model.clone(),
+            started_at: self.started_at,
+            duration_us: micros(self.started.elapsed()),
+            ttft_us: outcome.first_byte.map(|t| micros(t.saturating_duration_since(self.started))),
+            status: outcome.status,
+            error_code: outcome.error_code.map(str::to_owned),
+            stream: self.stream,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            usage_source: source,
+            cost_micros: self.price.cost(usage.prompt_tokens, usage.completion_tokens),
+        }
+    }
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}

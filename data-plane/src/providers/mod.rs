@@ -1,0 +1,26 @@
+//! Upstream providers: one module per provider kind, each turning a snapshot provider entry into an
+//! [`Upstream`] that knows its URLs and how to authenticate. OpenAI-compatible passthrough is the fast path.
+
+mod openai_compatible;
+
+use reqwest::header::HeaderValue;
+use switchyard_shared::snapshot::{ProviderEntry, ProviderKind};
+
+/// A provider endpoint ready for the request path: URLs joined and the auth header built once per snapshot.
+pub struct Upstream {
+    pub id: i64,
+    pub name: Box<str>,
+    pub chat_completions_url: Box<str>,
+    /// The header name and value carrying the credential, marked sensitive so it is never logged.
+    pub auth: Option<(&'static str, HeaderValue)>,
+}
+
+impl Upstream {
+    /// `None` for provider kinds this node does not speak (the routes through them are dropped).
+    pub fn from_entry(entry: &ProviderEntry) -> Option<Self> {
+        match entry.kind {
+            ProviderKind::OpenaiCompatible => Some(openai_compatible::upstream(entry)),
+            ProviderKind::Unsupported => None,
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Reporting usage to the control plane off the request path: the request path drops a record into a bounded
+//! queue and moves on; one task batches records (by count or age), sends each batch until the control plane
+//! acknowledges it, and flushes on demand and at shutdown. Batches are idempotent (records carry unique ids),
+//! so re-sending after a lost acknowledgement never double-counts.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use switchyard_shared::protocol::USAGE_PATH;
+use switchyard_shared::{UsageAck, UsageBatch, UsageRecord};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::config::Secret;
+
+/// Records waiting in memory before new ones are refused (and counted as dropped).
+const QUEUE_CAPACITY: usize = 100_000;
+
+// Records are nearly every message; boxing them would add an allocation per request to save queue memory.
+#[allow(clippy::large_enum_variant)]
+enum Command {
+    Record(UsageRecord),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The request path's handle on the reporter.
+pub struct UsageSink {
+    tx: mpsc::Sender<Command>,
+    dropped: AtomicU64,
+}
+
+impl UsageSink {
+    pub fn record(&self, record: UsageRecord) {
+        if self.tx.try_send(Command::Record(record)).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::error!(dropped_total = n, "usage queue full or reporter stopped; record dropped");
+        }
+    }
+
+    /// Resolves once every record queued before the call has been acknowledged by the control plane (or the
+    /// reporter has stopped).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Reporter {
+    rx: mpsc::Receiver<Command>,
+    client: reqwest::Client,
+    url: String,
+    token: Secret,
+    node_id: String,
+    interval: Duration,
+    batch_max: usize,
+}
+
+pub fn channel(
+    client: reqwest::Client,
+    control_plane_url: &str,
+    token: Secret,
+    node_id: String,
+    interval: Duration,
+    batch_max: usize,
+) -> (UsageSink, Reporter) {
+    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let url = format!("{}{USAGE_PATH}", control_plane_url.trim_end_matches('/'));
+    (
+        UsageSink { tx, dropped: AtomicU64::new(0) },
+        Reporter { rx, client, url, token, node_id, interval, batch_max: batch_max.max(1) },
+    )
+}
+
+impl Reporter {
+    /// Runs until `stop` fires and everything queued by then is sent, or the sink is dropped.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut pending: Vec<UsageRecord> = Vec::new();
+        let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut oldest: Option<Instant> = None;
+        let mut stopping = false;
+        loop {
+            let deadline = oldest.map(|t| t + self.interval);
+            let mut closed = false;
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(c) => self.take(c, &mut pending, &mut waiters, &mut oldest),
+                    None => closed = true,
+                },
+                _ = sleep_until(deadline) => {}
+                _ = stop.changed(), if !stopping => stopping = true,
+            }
+            while pending.len() < self.batch_max {
+                match self.rx.try_recv() {
+                    Ok(c) => self.take(c, &mut pending, &mut waiters, &mut oldest),
+                    Err(_) => break,
+                }
+            }
+            let due = deadline.is_some_and(|d| Instant::now() >= d);
+            if !pending.is_empty() && (due || pending.len() >= self.batch_max || !waiters.is_empty() || stopping || closed) {
+                let batch = std::mem::take(&mut pending);
+                oldest = None;
+                self.send_until_acked(batch, &stop).await;
+            }
+            if pending.is_empty() {
+                for w in waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+            if closed || (stopping && pending.is_empty() && self.rx.is_empty()) {
+                return;
+            }
+        }
+    }
+
+    fn take(&self, c: Command, pending: &mut Vec<UsageRecord>, waiters: &mut Vec<oneshot::Sender<()>>, oldest: &mut Option<Instant>) {
+        match c {
+            Command::Record(r) => {
+                pending.push(r);
+                oldest.get_or_insert_with(Instant::now);
+            }
+            Command::Flush(w) => waiters.push(w),
+        }
+    }
+
+    /// Retries with backoff until the control plane acknowledges the batch. While stopping, gives up after a
+    /// bounded time (the records are logged as lost; spooling them to disk is the durable answer).
+    async fn send_until_acked(&self, records: Vec<UsageRecord>, stop: &watch::Receiver<bool>) {
+        let batch = UsageBatch { node_id: self.node_id.clone(), records };
+        let body = match serde_json::to_vec(&batch) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "could not encode a usage batch");
+                return;
+            }
+        };
+        let mut backoff = Duration::from_millis(50);
+        let give_up_at = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.send(body.clone()).await {
+                Ok(ack) => {
+                    tracing::debug!(stored = ack.stored, duplicates = ack.duplicates, "usage batch acknowledged");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, records = batch.records.len(), "usage report failed; retrying");
+                    if *stop.borrow() && Instant::now() >= give_up_at {
+                        tracing::error!(records = batch.records.len(), "giving up on a usage batch at shutdown");
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn send(&self, body: Vec<u8>) -> Result<UsageAck, String> {
+        let res = self
+            .client
+            .post(&self.url)
+            .bearer_auth(self.token.expose())
+            .header("content-type", "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !res.status().is_success() {
+            return Err(format!("control plane answered {}", res.status()));
+        }
+        let bytes = res.bytes().await.map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

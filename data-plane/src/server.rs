@@ -1,0 +1,187 @@
+//! Building a node: the upstream client, the snapshot store (warm from disk), the background snapshot sync and
+//! usage reporter, and the HTTP server with its routes. `build` binds the listener itself, so port 0 works and
+//! [`Server::port`] reports the real one.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::proxy;
+use crate::reporting::{self, UsageSink};
+use crate::snapshot::{self, SnapshotStore};
+
+/// What every request handler shares.
+pub struct AppState {
+    pub snapshots: Arc<SnapshotStore>,
+    pub usage: Arc<UsageSink>,
+    pub client: reqwest::Client,
+    pub node_id: Arc<str>,
+    pub max_body_bytes: usize,
+    pub first_byte_timeout: Duration,
+}
+
+/// A handle on a running node's state, for operations and tests.
+#[derive(Clone)]
+pub struct Node {
+    pub id: Arc<str>,
+    pub snapshots: Arc<SnapshotStore>,
+    pub usage: Arc<UsageSink>,
+}
+
+pub struct Server {
+    port: u16,
+    http: actix_web::dev::Server,
+    node: Node,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("node id `{0}` may only contain letters, digits, `-`, `_` and `.`")]
+    NodeId(String),
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("could not listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("state directory {path}: {source}")]
+    StateDir { path: String, source: std::io::Error },
+}
+
+impl Server {
+    pub async fn build(settings: Settings) -> Result<Self, BuildError> {
+        // The process may already have one (tests run many nodes); either way one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let node_id: Arc<str> = match settings.node_id.clone() {
+            Some(id) => id,
+            None => stable_node_id(&settings.state_dir).await?,
+        }
+        .into();
+        if node_id.is_empty() || !node_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+            return Err(BuildError::NodeId(node_id.to_string()));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(settings.upstream_connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(4096)
+            .tcp_nodelay(true)
+            .build()?;
+
+        let snapshots = Arc::new(SnapshotStore::new(settings.state_dir.clone()));
+        if let Some(v) = snapshots.load_from_disk().await {
+            tracing::info!(version = v, "serving the snapshot kept on disk until the control plane answers");
+        }
+        let (sink, reporter) = reporting::channel(
+            client.clone(),
+            &settings.control_plane_url,
+            settings.node_token.clone(),
+            node_id.to_string(),
+            settings.report_interval,
+            settings.report_batch_max,
+        );
+        let usage = Arc::new(sink);
+        let (stop, stop_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(snapshot::run_sync(
+                snapshots.clone(),
+                client.clone(),
+                settings.control_plane_url.clone(),
+                settings.node_token.clone(),
+                node_id.to_string(),
+                settings.poll_wait,
+                stop_rx.clone(),
+            )),
+            tokio::spawn(reporter.run(stop_rx)),
+        ];
+
+        let state = web::Data::new(AppState {
+            snapshots: snapshots.clone(),
+            usage: usage.clone(),
+            client,
+            node_id: node_id.clone(),
+            max_body_bytes: settings.max_body_bytes,
+            first_byte_timeout: settings.upstream_first_byte_timeout,
+        });
+        let listener =
+            TcpListener::bind(settings.listen).map_err(|source| BuildError::Bind { addr: settings.listen, source })?;
+        let port = listener.local_addr().map_err(|source| BuildError::Bind { addr: settings.listen, source })?.port();
+        let http = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+            .workers(settings.workers.max(1))
+            .disable_signals()
+            .shutdown_timeout(30)
+            .listen(listener)
+            .map_err(|source| BuildError::Bind { addr: settings.listen, source })?
+            .run();
+        tracing::info!(port, node_id = %node_id, "data plane listening");
+        Ok(Self { port, http, node: Node { id: node_id, snapshots, usage }, stop, tasks })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn node(&self) -> Node {
+        self.node.clone()
+    }
+
+    /// Stops the node: `graceful` lets in-flight requests and streams finish first.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.http.handle()
+    }
+
+    /// Serves until stopped through [`Server::handle`], then flushes usage and stops the background tasks.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.http.await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.node.usage.flush()).await;
+        self.stop.send_replace(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        served
+    }
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/chat/completions")
+            .route(web::post().to(proxy::chat_completions))
+            .default_service(web::to(proxy::method_not_allowed)),
+    )
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz))
+    .default_service(web::to(proxy::unknown_path));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(r#"{"status":"ok"}"#)
+}
+
+/// Ready once a snapshot is applied: before that every request would be refused.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let version = state.snapshots.version();
+    let body = format!(r#"{{"status":"{}","snapshot_version":{version}}}"#, if version > 0 { "ready" } else { "waiting_for_snapshot" });
+    let mut res = if version > 0 { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+    res.content_type("application/json").body(body)
+}
+
+/// A node id kept in the state directory, so a restarted node reports under the same name.
+async fn stable_node_id(dir: &Path) -> Result<String, BuildError> {
+    let path = dir.join("node-id");
+    if let Ok(id) = tokio::fs::read_to_string(&path).await {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_owned());
+        }
+    }
+    let id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let err = |source| BuildError::StateDir { path: dir.display().to_string(), source };
+    tokio::fs::create_dir_all(dir).await.map_err(err)?;
+    tokio::fs::write(&path, &id).await.map_err(err)?;
+    Ok(id)
+}

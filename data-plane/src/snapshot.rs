@@ -1,0 +1,205 @@
+//! Receiving snapshots: long-poll the control plane, verify each snapshot (digest, schema, references, version
+//! strictly newer), persist it for restarts, and swap the compiled catalog in atomically. A snapshot that fails
+//! any check is refused and the current one stays.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use switchyard_shared::Snapshot;
+use switchyard_shared::protocol::{self, SnapshotPoll};
+use switchyard_shared::snapshot::SnapshotError;
+use tokio::sync::watch;
+
+use crate::catalog::Catalog;
+use crate::config::Secret;
+
+const SNAPSHOT_FILE: &str = "snapshot.json";
+const DIGEST_FILE: &str = "snapshot.json.sha256";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("digest mismatch: the body does not hash to the announced SHA-256")]
+    Digest,
+    #[error("snapshot is not valid JSON: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("snapshot is invalid: {0}")]
+    Invalid(#[from] SnapshotError),
+    #[error("snapshot version {offered} is not newer than the applied {applied}")]
+    Stale { offered: u64, applied: u64 },
+}
+
+/// The catalog the request path reads, swapped whole when a newer snapshot is applied.
+pub struct SnapshotStore {
+    current: ArcSwap<Catalog>,
+    version_tx: watch::Sender<u64>,
+    dir: PathBuf,
+}
+
+impl SnapshotStore {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { current: ArcSwap::from_pointee(Catalog::empty()), version_tx: watch::channel(0).0, dir }
+    }
+
+    /// The catalog to serve one request from; cheap, lock-free.
+    pub fn load(&self) -> arc_swap::Guard<Arc<Catalog>> {
+        self.current.load()
+    }
+
+    /// An owned reference to the current catalog, for a request that outlives a borrow (streams).
+    pub fn load_full(&self) -> Arc<Catalog> {
+        self.current.load_full()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.current.load().version
+    }
+
+    /// Resolves once a version at least `v` is applied.
+    pub async fn wait_for_version(&self, v: u64) {
+        let mut rx = self.version_tx.subscribe();
+        // An error means the store was dropped: nothing more will ever be applied.
+        let _ = rx.wait_for(|applied| *applied >= v).await;
+    }
+
+    /// Verifies and applies a snapshot body; on success it is also written to disk.
+    pub async fn apply(&self, body: Bytes, digest: &str) -> Result<u64, ApplyError> {
+        let version = self.install(&body, digest)?;
+        if let Err(e) = persist(&self.dir, &body, digest).await {
+            tracing::error!(error = %e, dir = %self.dir.display(), "could not persist snapshot; serving it from memory");
+        }
+        Ok(version)
+    }
+
+    /// Applies the snapshot kept on disk by an earlier run, if there is a valid one.
+    pub async fn load_from_disk(&self) -> Option<u64> {
+        let body = tokio::fs::read(self.dir.join(SNAPSHOT_FILE)).await.ok()?;
+        let digest = tokio::fs::read_to_string(self.dir.join(DIGEST_FILE)).await.ok()?;
+        match self.install(&body, digest.trim()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring the snapshot on disk");
+                None
+            }
+        }
+    }
+
+    fn install(&self, body: &[u8], digest: &str) -> Result<u64, ApplyError> {
+        if protocol::body_digest(body) != digest {
+            return Err(ApplyError::Digest);
+        }
+        let snapshot: Snapshot = serde_json::from_slice(body)?;
+        snapshot.validate()?;
+        let applied = self.version();
+        if snapshot.version <= applied {
+            return Err(ApplyError::Stale { offered: snapshot.version, applied });
+        }
+        let catalog = Catalog::compile(&snapshot);
+        self.current.store(Arc::new(catalog));
+        self.version_tx.send_replace(snapshot.version);
+        tracing::info!(version = snapshot.version, keys = snapshot.keys.len(), models = snapshot.models.len(), "snapshot applied");
+        Ok(snapshot.version)
+    }
+}
+
+/// Writes body and digest beside each other via temp files and renames, so a crash leaves the old pair or the
+/// new one. The file holds provider credentials: it is readable by the owner only.
+async fn persist(dir: &Path, body: &[u8], digest: &str) -> std::io::Result<()> {
+    tokio::fs::create_dir_all(dir).await?;
+    write_private(&dir.join(SNAPSHOT_FILE), body).await?;
+    write_private(&dir.join(DIGEST_FILE), digest.as_bytes()).await
+}
+
+async fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(&tmp).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut f, data).await?;
+    f.sync_all().await?;
+    drop(f);
+    tokio::fs::rename(&tmp, path).await
+}
+
+/// Keeps the store current: long-polls the control plane until `stop` fires. Failures are logged and retried
+/// with backoff while the node goes on serving its last snapshot.
+pub async fn run_sync(
+    store: Arc<SnapshotStore>,
+    client: reqwest::Client,
+    control_plane_url: String,
+    node_token: Secret,
+    node_id: String,
+    wait: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let url = format!("{}{}", control_plane_url.trim_end_matches('/'), protocol::SNAPSHOT_PATH);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let poll = SnapshotPoll { node_id: node_id.clone(), applied: store.version(), wait_secs: wait.as_secs() };
+        let attempt = poll_once(&store, &client, &url, &node_token, &poll, wait);
+        let outcome = tokio::select! {
+            r = attempt => r,
+            _ = stop.changed() => return,
+        };
+        match outcome {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "snapshot poll failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error("control plane unreachable: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("control plane answered {0}")]
+    Status(reqwest::StatusCode),
+    #[error("snapshot refused: {0}")]
+    Apply(#[from] ApplyError),
+}
+
+async fn poll_once(
+    store: &SnapshotStore,
+    client: &reqwest::Client,
+    url: &str,
+    token: &Secret,
+    poll: &SnapshotPoll,
+    wait: Duration,
+) -> Result<(), PollError> {
+    // node ids are restricted to URL-safe characters when the node starts, so no encoding is needed.
+    let url = format!("{url}?node_id={}&applied={}&wait_secs={}", poll.node_id, poll.applied, poll.wait_secs);
+    let res = client
+        .get(url)
+        .bearer_auth(token.expose())
+        .timeout(wait + Duration::from_secs(10))
+        .send()
+        .await?;
+    match res.status() {
+        reqwest::StatusCode::NO_CONTENT => Ok(()),
+        reqwest::StatusCode::OK => {
+            let digest = res
+                .headers()
+                .get(protocol::SNAPSHOT_SHA256_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = res.bytes().await?;
+            match store.apply(body, &digest).await {
+                Ok(_) | Err(ApplyError::Stale { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        s => Err(PollError::Status(s)),
+    }
+}

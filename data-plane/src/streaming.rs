@@ -1,0 +1,318 @@
+//! Relaying a server-sent-event stream from the upstream to the client: bytes are forwarded as they arrive,
+//! cut only at event boundaries, never re-serialised. On the way the relay notes the first byte, picks the
+//! usage out of the upstream's usage chunk, and writes the usage record when the stream ends — normally,
+//! by upstream failure, or because the client went away (the relay is dropped, which also drops the upstream
+//! connection and so cancels the upstream request).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use memchr::memmem;
+use switchyard_shared::ErrorBody;
+
+use crate::metering::{Meter, Outcome, Usage};
+use crate::reporting::UsageSink;
+
+type UpstreamStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+pub struct Relay {
+    upstream: UpstreamStream,
+    scanner: SseScanner,
+    meter: Meter,
+    sink: Arc<UsageSink>,
+    first_byte: Option<Instant>,
+    state: State,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Streaming,
+    /// The upstream ended (cleanly or not); the record is written.
+    Done,
+}
+
+impl Relay {
+    pub fn new(upstream: UpstreamStream, client_wants_usage: bool, meter: Meter, sink: Arc<UsageSink>) -> Self {
+        Self {
+            upstream,
+            scanner: SseScanner::new(client_wants_usage),
+            meter,
+            sink,
+            first_byte: None,
+            state: State::Streaming,
+        }
+    }
+
+    fn finish(&mut self, error_code: Option<&'static str>) {
+        if self.state == State::Done {
+            return;
+        }
+        self.state = State::Done;
+        let record = self.meter.finish(Outcome {
+            status: 200,
+            error_code,
+            usage: self.scanner.usage,
+            estimate: Some(Usage { prompt_tokens: 0, completion_tokens: self.scanner.data_events }),
+            first_byte: self.first_byte,
+        });
+        self.sink.record(record);
+    }
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.state == State::Done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if this.first_byte.is_none() {
+                        this.first_byte = Some(Instant::now());
+                    }
+                    if let Some(out) = this.scanner.push(chunk) {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(request_id = %this.meter.request_id, error = %e, "upstream stream failed");
+                    let mut out = this.scanner.take_rest();
+                    out.extend_from_slice(&stream_error_event());
+                    this.finish(Some("upstream_stream_error"));
+                    return Poll::Ready(Some(Ok(out.freeze())));
+                }
+                Poll::Ready(None) => {
+                    let rest = this.scanner.take_rest();
+                    this.finish(None);
+                    return Poll::Ready((!rest.is_empty()).then(|| Ok(rest.freeze())));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // Dropped before the upstream ended: the client disconnected. What was consumed is still billed.
+        self.finish(Some("client_disconnected"));
+    }
+}
+
+fn stream_error_event() -> Vec<u8> {
+    let body = ErrorBody::new("The upstream provider failed mid-stream.", "api_error", "upstream_stream_error");
+    let mut out = b"data: ".to_vec();
+    out.extend_from_slice(&body.to_json());
+    out.extend_from_slice(b"\n\n");
+    out
+}
+
+/// Splits a byte stream into whole SSE events and inspects only those that can carry usage.
+struct SseScanner {
+    partial: BytesMut,
+    client_wants_usage: bool,
+    usage: Option<Usage>,
+    data_events: u64,
+    usage_finder: memmem::Finder<'static>,
+}
+
+impl SseScanner {
+    fn new(client_wants_usage: bool) -> Self {
+        Self {
+            partial: BytesMut::new(),
+            client_wants_usage,
+            usage: None,
+            data_events: 0,
+            usage_finder: memmem::Finder::new(b"\"usage\""),
+        }
+    }
+
+    /// Takes a chunk; returns the complete events to forward now (if any). A trailing partial event is held
+    /// until its end arrives.
+    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+        let complete = if self.partial.is_empty() {
+            match last_event_end(&chunk) {
+                Some(end) => {
+                    if end < chunk.len() {
+                        self.partial.extend_from_slice(&chunk[end..]);
+                    }
+                    chunk.slice(..end)
+                }
+                None => {
+                    self.partial.extend_from_slice(&chunk);
+                    return None;
+                }
+            }
+        } else {
+            self.partial.extend_from_slice(&chunk);
+            let end = last_event_end(&self.partial)?;
+            self.partial.split_to(end).freeze()
+        };
+        Some(self.inspect(complete))
+    }
+
+    fn take_rest(&mut self) -> BytesMut {
+        std::mem::take(&mut self.partial)
+    }
+
+    /// Looks at each event of `events`; drops the usage-only chunk the gateway asked for on the client's
+    /// behalf when the client did not ask for it itself.
+    fn inspect(&mut self, events: Bytes) -> Bytes {
+        let mut drop_range = None;
+        let mut start = 0;
+        while let Some(len) = first_event_len(&events[start..]) {
+            let event = &events[start..start + len];
+            if let Some(payload) = data_payload(event) {
+                if payload != b"[DONE]" {
+                    self.data_events += 1;
+                }
+                if self.usage_finder.find(payload).is_some()
+                    && has_usage_object(payload)
+                    && let Ok(chunk) = serde_json::from_slice::<UsageChunk>(payload)
+                    && let Some(u) = chunk.usage
+                {
+                    self.usage = Some(u);
+                    self.data_events = self.data_events.saturating_sub(1);
+                    if !self.client_wants_usage && chunk.choices.is_none_or(|c| c.is_empty()) {
+                        drop_range = Some(start..start + len);
+                    }
+                }
+            }
+            start += len;
+        }
+        match drop_range {
+            None => events,
+            Some(r) => {
+                let mut out = BytesMut::with_capacity(events.len() - r.len());
+                out.extend_from_slice(&events[..r.start]);
+                out.extend_from_slice(&events[r.end..]);
+                out.freeze()
+            }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct UsageChunk {
+    usage: Option<Usage>,
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// `"usage":` followed by an object (OpenAI sends `"usage":null` on every other chunk).
+fn has_usage_object(payload: &[u8]) -> bool {
+    memmem::find_iter(payload, b"\"usage\"").any(|i| {
+        payload[i + 7..]
+            .iter()
+            .copied()
+            .find(|b| !b.is_ascii_whitespace() && *b != b':')
+            .is_some_and(|b| b == b'{')
+    })
+}
+
+/// The concatenated `data:` lines of one event, trimmed.
+fn data_payload(event: &[u8]) -> Option<&[u8]> {
+    // Upstreams send one data line per event; take the first.
+    let start = memmem::find(event, b"data:")?;
+    if start != 0 && event[start - 1] != b'\n' {
+        return None;
+    }
+    let rest = &event[start + 5..];
+    let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+    Some(rest[..end].trim_ascii())
+}
+
+/// Length of the first complete event (through its blank line), if there is one.
+fn first_event_len(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
+        let nl = from + i;
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some(nl + 2),
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
+            _ => from = nl + 1,
+        }
+    }
+    None
+}
+
+/// End of the last complete event in `buf`.
+fn last_event_end(buf: &[u8]) -> Option<usize> {
+    let mut end = None;
+    let mut start = 0;
+    while let Some(len) = first_event_len(&buf[start..]) {
+        start += len;
+        end = Some(start);
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n";
+    const USAGE: &str = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7,\"total_tokens\":12}}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+
+    fn run(client_wants_usage: bool, pieces: &[&[u8]]) -> (Vec<u8>, SseScanner) {
+        let mut s = SseScanner::new(client_wants_usage);
+        let mut out = Vec::new();
+        for p in pieces {
+            if let Some(b) = s.push(Bytes::copy_from_slice(p)) {
+                out.extend_from_slice(&b);
+            }
+        }
+        out.extend_from_slice(&s.take_rest());
+        (out, s)
+    }
+
+    #[test]
+    fn whole_events_pass_through_and_usage_is_read() {
+        let all = format!("{CHUNK}{CHUNK}{USAGE}{DONE}");
+        let (out, s) = run(true, &[all.as_bytes()]);
+        assert_eq!(out, all.as_bytes());
+        let u = s.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (5, 7));
+        assert_eq!(s.data_events, 2);
+    }
+
+    #[test]
+    fn events_split_across_chunks_are_reassembled_at_boundaries() {
+        let all = format!("{CHUNK}{USAGE}{DONE}");
+        let bytes = all.as_bytes();
+        for cut in 1..bytes.len() {
+            let (out, s) = run(true, &[&bytes[..cut], &bytes[cut..]]);
+            assert_eq!(out, bytes, "cut at {cut}");
+            assert!(s.usage.is_some(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn the_usage_chunk_is_dropped_when_only_the_gateway_asked_for_it() {
+        let all = format!("{CHUNK}{USAGE}{DONE}");
+        let (out, s) = run(false, &[all.as_bytes()]);
+        assert_eq!(out, format!("{CHUNK}{DONE}").as_bytes());
+        assert!(s.usage.is_some());
+    }
+
+    #[test]
+    fn crlf_events_are_understood() {
+        let all = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\r\n\r\ndata: [DONE]\r\n\r\n";
+        let (out, s) = run(true, &[all.as_bytes()]);
+        assert_eq!(out, all.as_bytes());
+        assert_eq!(s.usage.unwrap().completion_tokens, 2);
+    }
+
+    #[test]
+    fn usage_null_is_not_usage() {
+        assert!(!has_usage_object(b"{\"usage\":null}"));
+        assert!(has_usage_object(b"{\"usage\": {\"prompt_tokens\":1}}"));
+    }
+}
