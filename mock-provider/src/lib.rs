@@ -1,1 +1,64 @@
-//! placeholder
+//! A deterministic OpenAI-compatible upstream that Switchyard's tests and benchmarks point the gateway at.
+//!
+//! Every answer is a pure function of the request and the [`MockConfig`], so tests can assert exact bodies and
+//! usage numbers:
+//!
+//! - the completion is `chunks` tokens, token `i` being the text `"tok{i} "`; `completion_tokens = chunks`;
+//! - `prompt_tokens` is the number of whitespace-separated words in the request's text (message contents and
+//!   text parts for chat, the prompt for completions, the inputs for embeddings);
+//! - `total_tokens = prompt_tokens + completion_tokens`;
+//! - ids are `chatcmpl-mock-<n>` / `cmpl-mock-<n>` where `n` is the server's request counter.
+//!
+//! A request may carry a non-OpenAI `mock` object to override the config for itself:
+//! `{"chunks":N,"chunk_delay_ms":D,"latency_ms":L,"status":S,"fail_after_chunks":K}`.
+
+mod answer;
+mod body;
+mod chat;
+mod completions;
+mod embeddings;
+mod error;
+mod handle;
+mod server;
+mod state;
+mod wire;
+
+use std::time::Duration;
+
+pub use handle::{MockHandle, RecordedRequest};
+pub use server::start;
+
+/// How the mock answers when a request does not override it.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    /// Tokens per completion.
+    pub chunks: usize,
+    /// Pause before each streamed token chunk.
+    pub chunk_delay: Duration,
+    /// Pause before the response headers.
+    pub latency: Duration,
+    /// When set, every request must send `Authorization: Bearer <key>` or get a 401.
+    pub api_key: Option<String>,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            chunks: 5,
+            chunk_delay: Duration::ZERO,
+            latency: Duration::ZERO,
+            api_key: None,
+        }
+    }
+}
+
+/// A fault injected into every subsequent request until cleared with `set_failure(None)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Answer with this status and an OpenAI-shaped error body.
+    Status(u16),
+    /// Never answer (the connection stays open).
+    Hang,
+    /// Answer 200 with a body that is not JSON.
+    Garbage,
+}
