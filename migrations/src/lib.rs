@@ -1,1 +1,19 @@
-//! placeholder
+//! Forward-only schema migrations of the Switchyard control plane. Every migration is written with sea-query
+//! schema builders so the same file runs on Postgres and SQLite; nothing is ever rolled back — a mistake is
+//! corrected by the next migration.
+
+use sea_orm_migration::prelude::*;
+
+/// Re-exported so callers run `Migrator::up` without depending on sea-orm-migration themselves.
+pub use sea_orm_migration::MigratorTrait;
+
+mod m20261125_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,34 @@
+//! Business rules of the control plane over sea-orm: tenants, keys, providers, models, usage, nodes, the
+//! snapshot. No actix types live here; the web layer extracts, calls one function, and renders the result.
+//!
+//! Architecture invariant: every configuration change goes through [`change::Change`], so the change, its audit
+//! row and the snapshot version bump commit together, and the publisher hears about it only after the commit.
+
+pub mod audit;
+pub mod bootstrap;
+pub mod change;
+pub mod error;
+pub mod keys;
+pub mod models;
+pub mod nodes;
+pub mod operators;
+pub mod providers;
+pub mod snapshot;
+pub mod teams;
+pub mod usage;
+
+use sea_orm::DatabaseConnection;
+
+pub use audit::Actor;
+pub use error::DomainError;
+
+use crate::crypto::Cipher;
+
+/// What every domain operation needs: the database, the credential cipher, and the doorbell of the snapshot
+/// publisher. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub db: DatabaseConnection,
+    pub cipher: Cipher,
+    pub republish: snapshot::Republish,
+}

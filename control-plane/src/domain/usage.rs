@@ -1,0 +1,245 @@
+//! Usage: ingest of the records nodes report, and the queries over them. Ingest is idempotent — records carry
+//! node-minted ids and a re-sent batch stores nothing new — and acknowledges only after the commit.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, Func};
+use sea_orm::{
+    ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _, Set, TryInsertResult,
+};
+use serde::{Deserialize, Serialize};
+use switchyard_shared::usage::UsageSource;
+use switchyard_shared::{UsageAck, UsageBatch, UsageRecord};
+use uuid::Uuid;
+
+use super::change::begin_write;
+use super::{DomainError, Store};
+use crate::entities::usage_records;
+
+/// Rows per INSERT: 19 bind parameters each stays far below both backends' parameter limits.
+const INSERT_CHUNK: usize = 300;
+pub const DEFAULT_LIMIT: u64 = 100;
+pub const MAX_LIMIT: u64 = 1000;
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn source_str(s: UsageSource) -> &'static str {
+    match s {
+        UsageSource::Upstream => "upstream",
+        UsageSource::Estimated => "estimated",
+        UsageSource::None => "none",
+    }
+}
+
+fn parse_source(s: &str) -> UsageSource {
+    match s {
+        "upstream" => UsageSource::Upstream,
+        "estimated" => UsageSource::Estimated,
+        _ => UsageSource::None,
+    }
+}
+
+fn to_row(r: UsageRecord, received_at: DateTime<Utc>) -> usage_records::ActiveModel {
+    usage_records::ActiveModel {
+        id: Set(r.id),
+        request_id: Set(r.request_id),
+        node_id: Set(r.node_id),
+        team_id: Set(r.team_id),
+        key_id: Set(r.key_id),
+        model: Set(r.model),
+        provider_id: Set(r.provider_id),
+        upstream_model: Set(r.upstream_model),
+        started_at: Set(r.started_at),
+        duration_us: Set(clamp_i64(r.duration_us)),
+        ttft_us: Set(r.ttft_us.map(clamp_i64)),
+        status: Set(i32::from(r.status)),
+        error_code: Set(r.error_code),
+        stream: Set(r.stream),
+        prompt_tokens: Set(clamp_i64(r.prompt_tokens)),
+        completion_tokens: Set(clamp_i64(r.completion_tokens)),
+        usage_source: Set(source_str(r.usage_source).to_owned()),
+        cost_micros: Set(r.cost_micros),
+        received_at: Set(received_at),
+    }
+}
+
+/// Stores a batch in one transaction; records already known are counted as duplicates.
+pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, DomainError> {
+    let received = batch.records.len() as u64;
+    let now = Utc::now();
+    let txn = begin_write(&store.db).await?;
+    let mut stored = 0u64;
+    let mut records = batch.records.into_iter().peekable();
+    while records.peek().is_some() {
+        let chunk: Vec<_> = records
+            .by_ref()
+            .take(INSERT_CHUNK)
+            .map(|r| to_row(r, now))
+            .collect();
+        let inserted = usage_records::Entity::insert_many(chunk)
+            .on_conflict_do_nothing()
+            .exec_without_returning(&txn)
+            .await?;
+        stored += match inserted {
+            TryInsertResult::Inserted(n) => n,
+            TryInsertResult::Conflicted | TryInsertResult::Empty => 0,
+        };
+    }
+    txn.commit().await?;
+    tracing::info!(node_id = %batch.node_id, received, stored, "usage batch stored");
+    Ok(UsageAck {
+        received,
+        stored,
+        duplicates: received.saturating_sub(stored),
+    })
+}
+
+/// Query string of `GET /usage`. `from` is inclusive, `to` exclusive.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UsageFilter {
+    pub team_id: Option<i64>,
+    pub key_id: Option<i64>,
+    pub model: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: Option<u64>,
+    /// Continue after this record (the last one of the previous page).
+    pub before_id: Option<Uuid>,
+}
+
+/// A stored record: the node's record plus when the control plane received it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredUsage {
+    #[serde(flatten)]
+    pub record: UsageRecord,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsagePage {
+    pub data: Vec<StoredUsage>,
+    /// Over everything the filter matches, not just this page.
+    pub totals: UsageTotals,
+}
+
+impl From<usage_records::Model> for StoredUsage {
+    fn from(m: usage_records::Model) -> Self {
+        Self {
+            record: UsageRecord {
+                id: m.id,
+                request_id: m.request_id,
+                node_id: m.node_id,
+                team_id: m.team_id,
+                key_id: m.key_id,
+                model: m.model,
+                provider_id: m.provider_id,
+                upstream_model: m.upstream_model,
+                started_at: m.started_at,
+                duration_us: u64::try_from(m.duration_us).unwrap_or_default(),
+                ttft_us: m.ttft_us.map(|t| u64::try_from(t).unwrap_or_default()),
+                status: u16::try_from(m.status).unwrap_or_default(),
+                error_code: m.error_code,
+                stream: m.stream,
+                prompt_tokens: u64::try_from(m.prompt_tokens).unwrap_or_default(),
+                completion_tokens: u64::try_from(m.completion_tokens).unwrap_or_default(),
+                usage_source: parse_source(&m.usage_source),
+                cost_micros: m.cost_micros,
+            },
+            received_at: m.received_at,
+        }
+    }
+}
+
+fn condition(f: &UsageFilter) -> Condition {
+    use usage_records::Column as C;
+    Condition::all()
+        .add_option(f.team_id.map(|v| C::TeamId.eq(v)))
+        .add_option(f.key_id.map(|v| C::KeyId.eq(v)))
+        .add_option(f.model.clone().map(|v| C::Model.eq(v)))
+        .add_option(f.from.map(|v| C::StartedAt.gte(v)))
+        .add_option(f.to.map(|v| C::StartedAt.lt(v)))
+}
+
+fn sum_i64(col: usage_records::Column) -> Expr {
+    Func::cast_as(
+        Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]),
+        Alias::new("BIGINT"),
+    )
+    .into()
+}
+
+async fn totals(conn: &impl ConnectionTrait, cond: Condition) -> Result<UsageTotals, DomainError> {
+    use usage_records::Column as C;
+    let row = usage_records::Entity::find()
+        .filter(cond)
+        .select_only()
+        .column_as(Expr::from(Func::count(Expr::col(C::Id))), "requests")
+        .column_as(sum_i64(C::PromptTokens), "prompt_tokens")
+        .column_as(sum_i64(C::CompletionTokens), "completion_tokens")
+        .column_as(sum_i64(C::CostMicros), "cost_micros")
+        .into_tuple::<(i64, i64, i64, i64)>()
+        .one(conn)
+        .await?
+        .unwrap_or_default();
+    Ok(UsageTotals {
+        requests: row.0,
+        prompt_tokens: row.1,
+        completion_tokens: row.2,
+        cost_micros: row.3,
+    })
+}
+
+/// Records matching the filter, newest first (by `started_at`, then id), with totals over the whole filter.
+pub async fn query(store: &Store, filter: UsageFilter) -> Result<UsagePage, DomainError> {
+    use usage_records::Column as C;
+    let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(DomainError::invalid(
+            "limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    if let (Some(from), Some(to)) = (filter.from, filter.to)
+        && from > to
+    {
+        return Err(DomainError::invalid("from", "from must not be after to"));
+    }
+    let cond = condition(&filter);
+    let mut page_cond = cond.clone();
+    if let Some(before) = filter.before_id {
+        let anchor = usage_records::Entity::find_by_id(before)
+            .one(&store.db)
+            .await?
+            .ok_or_else(|| DomainError::invalid("before_id", "no usage record has this id"))?;
+        page_cond = page_cond.add(
+            Condition::any()
+                .add(C::StartedAt.lt(anchor.started_at))
+                .add(
+                    Condition::all()
+                        .add(C::StartedAt.eq(anchor.started_at))
+                        .add(C::Id.lt(before)),
+                ),
+        );
+    }
+    let rows = usage_records::Entity::find()
+        .filter(page_cond)
+        .order_by_desc(C::StartedAt)
+        .order_by_desc(C::Id)
+        .limit(limit)
+        .all(&store.db)
+        .await?;
+    Ok(UsagePage {
+        data: rows.into_iter().map(StoredUsage::from).collect(),
+        totals: totals(&store.db, cond).await?,
+    })
+}

@@ -1,0 +1,8 @@
+//! The JSON admin API under `/api/v1`, one file per resource. Every handler takes an [`super::auth::OperatorAuth`].
+
+pub mod keys;
+pub mod models;
+pub mod nodes;
+pub mod providers;
+pub mod teams;
+pub mod usage;

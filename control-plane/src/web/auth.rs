@@ -1,0 +1,106 @@
+//! Who may call: operators on the admin API (a bearer token looked up by hash), data-plane nodes on the node
+//! API (the shared node token, compared in constant time before the body is read).
+
+use std::fmt;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpRequest, web};
+use chrono::Utc;
+use futures_util::future::LocalBoxFuture;
+use subtle::ConstantTimeEq as _;
+use switchyard_shared::KeyHash;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::operators::{self, Operator};
+
+/// The bearer token of a request, if it has one.
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::Domain(crate::domain::DomainError::Internal(
+                "missing app state".into(),
+            ))
+        })
+}
+
+/// An authenticated operator, extracted from `Authorization: Bearer <operator token>`.
+#[derive(Debug, Clone)]
+pub struct OperatorAuth(pub Operator);
+
+impl std::ops::Deref for OperatorAuth {
+    type Target = Operator;
+
+    fn deref(&self) -> &Operator {
+        &self.0
+    }
+}
+
+impl FromRequest for OperatorAuth {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let token = bearer(req).map(str::to_owned);
+        let state = state(req);
+        Box::pin(async move {
+            let token = token.ok_or(ApiError::Unauthorized("operator token"))?;
+            let state = state?;
+            operators::authenticate(&state.store, &token, Utc::now())
+                .await
+                .map(OperatorAuth)
+                .map_err(|e| match e {
+                    crate::domain::DomainError::Unauthenticated => {
+                        ApiError::Unauthorized("operator token")
+                    }
+                    other => ApiError::Domain(other),
+                })
+        })
+    }
+}
+
+/// The node token, kept as its SHA-256 so that comparison is over fixed-length digests.
+#[derive(Clone)]
+pub struct NodeToken(KeyHash);
+
+impl NodeToken {
+    pub fn new(token: &str) -> Self {
+        Self(KeyHash::of(token))
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        KeyHash::of(presented).0.ct_eq(&self.0.0).into()
+    }
+}
+
+impl fmt::Debug for NodeToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NodeToken(<redacted>)")
+    }
+}
+
+/// Middleware of the node scope: refuses a request without the node token before anything else runs.
+pub async fn require_node_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = state(req.request())?;
+    let ok = bearer(req.request()).is_some_and(|t| state.node_token.matches(t));
+    if !ok {
+        return Err(ApiError::Unauthorized("node token").into());
+    }
+    next.call(req).await
+}

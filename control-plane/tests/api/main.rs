@@ -1,0 +1,17 @@
+//! The control plane's one test binary: every test starts its own server on a random port with its own fresh
+//! database, and runs once on SQLite and once on Postgres (`<module>::sqlite::<test>` / `::postgres::`).
+// Tests state their expectations with unwrap/expect/panic; the workspace bans them in product code only.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod helpers;
+
+mod auth;
+mod bootstrap;
+mod keys;
+mod models;
+mod nodes;
+mod providers;
+mod snapshot;
+mod teams;
+mod usage;
