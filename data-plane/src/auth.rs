@@ -8,9 +8,15 @@ use switchyard_shared::KeyHash;
 use crate::catalog::{Catalog, KeyCtx};
 use crate::error::ProxyError;
 
-pub fn authenticate<'c>(catalog: &'c Catalog, headers: &HeaderMap, now: DateTime<Utc>) -> Result<&'c KeyCtx, ProxyError> {
+pub fn authenticate<'c>(
+    catalog: &'c Catalog,
+    headers: &HeaderMap,
+    now: DateTime<Utc>,
+) -> Result<&'c KeyCtx, ProxyError> {
     let token = bearer(headers).ok_or(ProxyError::MissingKey)?;
-    let key = catalog.key(&KeyHash::of(token)).ok_or(ProxyError::InvalidKey)?;
+    let key = catalog
+        .key(&KeyHash::of(token))
+        .ok_or(ProxyError::InvalidKey)?;
     if key.expired_at(now) {
         return Err(ProxyError::ExpiredKey);
     }
@@ -20,5 +26,8 @@ pub fn authenticate<'c>(catalog: &'c Catalog, headers: &HeaderMap, now: DateTime
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }

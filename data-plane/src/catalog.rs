@@ -28,7 +28,9 @@ pub struct KeyCtx {
 
 impl KeyCtx {
     pub fn allows(&self, model: &str) -> bool {
-        self.allowed_models.as_ref().is_none_or(|m| m.iter().any(|a| &**a == model))
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|a| &**a == model))
     }
 
     pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
@@ -58,7 +60,11 @@ pub struct Target {
 
 impl Catalog {
     pub fn empty() -> Self {
-        Self { version: 0, keys: HashMap::new(), models: HashMap::new() }
+        Self {
+            version: 0,
+            keys: HashMap::new(),
+            models: HashMap::new(),
+        }
     }
 
     /// Compiles a validated snapshot. Targets on providers this node cannot speak to are left out, so such a
@@ -101,7 +107,10 @@ impl Catalog {
                         }
                         _ => tiers.push((
                             priority,
-                            Tier { total_weight: u64::from(target.weight), targets: vec![target] },
+                            Tier {
+                                total_weight: u64::from(target.weight),
+                                targets: vec![target],
+                            },
                         )),
                     }
                 }
@@ -113,7 +122,11 @@ impl Catalog {
                 (m.name.as_str().into(), route)
             })
             .collect();
-        Self { version: snapshot.version, keys, models }
+        Self {
+            version: snapshot.version,
+            keys,
+            models,
+        }
     }
 
     pub fn key(&self, hash: &KeyHash) -> Option<&KeyCtx> {
@@ -129,7 +142,10 @@ fn key_ctx(k: &KeyEntry) -> KeyCtx {
     KeyCtx {
         id: k.id,
         team_id: k.team_id,
-        allowed_models: k.allowed_models.as_ref().map(|m| m.iter().map(|s| s.as_str().into()).collect()),
+        allowed_models: k
+            .allowed_models
+            .as_ref()
+            .map(|m| m.iter().map(|s| s.as_str().into()).collect()),
         expires_at: k.expires_at,
     }
 }

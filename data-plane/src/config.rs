@@ -13,7 +13,11 @@ pub enum ConfigError {
     #[error("{0} is required")]
     Missing(&'static str),
     #[error("could not read {name} from {path}: {source}")]
-    File { name: &'static str, path: String, source: std::io::Error },
+    File {
+        name: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A secret string that never prints.
@@ -83,8 +87,10 @@ impl Settings {
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
-        let url = var("SWITCHYARD_CONTROL_PLANE_URL").unwrap_or_else(|| "http://127.0.0.1:8081".to_owned());
-        let token = secret("SWITCHYARD_NODE_TOKEN")?.ok_or(ConfigError::Missing("SWITCHYARD_NODE_TOKEN"))?;
+        let url = var("SWITCHYARD_CONTROL_PLANE_URL")
+            .unwrap_or_else(|| "http://127.0.0.1:8081".to_owned());
+        let token = secret("SWITCHYARD_NODE_TOKEN")?
+            .ok_or(ConfigError::Missing("SWITCHYARD_NODE_TOKEN"))?;
         let mut s = Self::new(url, token);
         if let Some(v) = var("SWITCHYARD_LISTEN") {
             s.listen = parse("SWITCHYARD_LISTEN", &v)?;
@@ -106,7 +112,8 @@ impl Settings {
             s.report_batch_max = parse("SWITCHYARD_REPORT_BATCH_MAX", &v)?;
         }
         if let Some(v) = var("SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS") {
-            s.upstream_connect_timeout = Duration::from_millis(parse("SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS", &v)?);
+            s.upstream_connect_timeout =
+                Duration::from_millis(parse("SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS", &v)?);
         }
         if let Some(v) = var("SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS") {
             s.upstream_first_byte_timeout =
@@ -141,5 +148,8 @@ fn parse<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, ConfigE
 where
     T::Err: fmt::Display,
 {
-    v.parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() })
+    v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+        name,
+        reason: e.to_string(),
+    })
 }

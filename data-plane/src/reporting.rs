@@ -33,7 +33,10 @@ impl UsageSink {
     pub fn record(&self, record: UsageRecord) {
         if self.tx.try_send(Command::Record(record)).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::error!(dropped_total = n, "usage queue full or reporter stopped; record dropped");
+            tracing::error!(
+                dropped_total = n,
+                "usage queue full or reporter stopped; record dropped"
+            );
         }
     }
 
@@ -72,8 +75,19 @@ pub fn channel(
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let url = format!("{}{USAGE_PATH}", control_plane_url.trim_end_matches('/'));
     (
-        UsageSink { tx, dropped: AtomicU64::new(0) },
-        Reporter { rx, client, url, token, node_id, interval, batch_max: batch_max.max(1) },
+        UsageSink {
+            tx,
+            dropped: AtomicU64::new(0),
+        },
+        Reporter {
+            rx,
+            client,
+            url,
+            token,
+            node_id,
+            interval,
+            batch_max: batch_max.max(1),
+        },
     )
 }
 
@@ -102,7 +116,13 @@ impl Reporter {
                 }
             }
             let due = deadline.is_some_and(|d| Instant::now() >= d);
-            if !pending.is_empty() && (due || pending.len() >= self.batch_max || !waiters.is_empty() || stopping || closed) {
+            if !pending.is_empty()
+                && (due
+                    || pending.len() >= self.batch_max
+                    || !waiters.is_empty()
+                    || stopping
+                    || closed)
+            {
                 let batch = std::mem::take(&mut pending);
                 oldest = None;
                 self.send_until_acked(batch, &stop).await;
@@ -118,7 +138,13 @@ impl Reporter {
         }
     }
 
-    fn take(&self, c: Command, pending: &mut Vec<UsageRecord>, waiters: &mut Vec<oneshot::Sender<()>>, oldest: &mut Option<Instant>) {
+    fn take(
+        &self,
+        c: Command,
+        pending: &mut Vec<UsageRecord>,
+        waiters: &mut Vec<oneshot::Sender<()>>,
+        oldest: &mut Option<Instant>,
+    ) {
         match c {
             Command::Record(r) => {
                 pending.push(r);
@@ -131,7 +157,10 @@ impl Reporter {
     /// Retries with backoff until the control plane acknowledges the batch. While stopping, gives up after a
     /// bounded time (the records are logged as lost; spooling them to disk is the durable answer).
     async fn send_until_acked(&self, records: Vec<UsageRecord>, stop: &watch::Receiver<bool>) {
-        let batch = UsageBatch { node_id: self.node_id.clone(), records };
+        let batch = UsageBatch {
+            node_id: self.node_id.clone(),
+            records,
+        };
         let body = match serde_json::to_vec(&batch) {
             Ok(b) => b,
             Err(e) => {
@@ -144,13 +173,20 @@ impl Reporter {
         loop {
             match self.send(body.clone()).await {
                 Ok(ack) => {
-                    tracing::debug!(stored = ack.stored, duplicates = ack.duplicates, "usage batch acknowledged");
+                    tracing::debug!(
+                        stored = ack.stored,
+                        duplicates = ack.duplicates,
+                        "usage batch acknowledged"
+                    );
                     return;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, records = batch.records.len(), "usage report failed; retrying");
                     if *stop.borrow() && Instant::now() >= give_up_at {
-                        tracing::error!(records = batch.records.len(), "giving up on a usage batch at shutdown");
+                        tracing::error!(
+                            records = batch.records.len(),
+                            "giving up on a usage batch at shutdown"
+                        );
                         return;
                     }
                     tokio::time::sleep(backoff).await;

@@ -40,7 +40,11 @@ pub struct SnapshotStore {
 
 impl SnapshotStore {
     pub fn new(dir: PathBuf) -> Self {
-        Self { current: ArcSwap::from_pointee(Catalog::empty()), version_tx: watch::channel(0).0, dir }
+        Self {
+            current: ArcSwap::from_pointee(Catalog::empty()),
+            version_tx: watch::channel(0).0,
+            dir,
+        }
     }
 
     /// The catalog to serve one request from; cheap, lock-free.
@@ -76,7 +80,9 @@ impl SnapshotStore {
     /// Applies the snapshot kept on disk by an earlier run, if there is a valid one.
     pub async fn load_from_disk(&self) -> Option<u64> {
         let body = tokio::fs::read(self.dir.join(SNAPSHOT_FILE)).await.ok()?;
-        let digest = tokio::fs::read_to_string(self.dir.join(DIGEST_FILE)).await.ok()?;
+        let digest = tokio::fs::read_to_string(self.dir.join(DIGEST_FILE))
+            .await
+            .ok()?;
         match self.install(&body, digest.trim()) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -94,12 +100,20 @@ impl SnapshotStore {
         snapshot.validate()?;
         let applied = self.version();
         if snapshot.version <= applied {
-            return Err(ApplyError::Stale { offered: snapshot.version, applied });
+            return Err(ApplyError::Stale {
+                offered: snapshot.version,
+                applied,
+            });
         }
         let catalog = Catalog::compile(&snapshot);
         self.current.store(Arc::new(catalog));
         self.version_tx.send_replace(snapshot.version);
-        tracing::info!(version = snapshot.version, keys = snapshot.keys.len(), models = snapshot.models.len(), "snapshot applied");
+        tracing::info!(
+            version = snapshot.version,
+            keys = snapshot.keys.len(),
+            models = snapshot.models.len(),
+            "snapshot applied"
+        );
         Ok(snapshot.version)
     }
 }
@@ -136,10 +150,18 @@ pub async fn run_sync(
     wait: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let url = format!("{}{}", control_plane_url.trim_end_matches('/'), protocol::SNAPSHOT_PATH);
+    let url = format!(
+        "{}{}",
+        control_plane_url.trim_end_matches('/'),
+        protocol::SNAPSHOT_PATH
+    );
     let mut backoff = Duration::from_millis(100);
     loop {
-        let poll = SnapshotPoll { node_id: node_id.clone(), applied: store.version(), wait_secs: wait.as_secs() };
+        let poll = SnapshotPoll {
+            node_id: node_id.clone(),
+            applied: store.version(),
+            wait_secs: wait.as_secs(),
+        };
         let attempt = poll_once(&store, &client, &url, &node_token, &poll, wait);
         let outcome = tokio::select! {
             r = attempt => r,
@@ -178,7 +200,10 @@ async fn poll_once(
     wait: Duration,
 ) -> Result<(), PollError> {
     // node ids are restricted to URL-safe characters when the node starts, so no encoding is needed.
-    let url = format!("{url}?node_id={}&applied={}&wait_secs={}", poll.node_id, poll.applied, poll.wait_secs);
+    let url = format!(
+        "{url}?node_id={}&applied={}&wait_secs={}",
+        poll.node_id, poll.applied, poll.wait_secs
+    );
     let res = client
         .get(url)
         .bearer_auth(token.expose())

@@ -36,7 +36,12 @@ enum State {
 }
 
 impl Relay {
-    pub fn new(upstream: UpstreamStream, client_wants_usage: bool, meter: Meter, sink: Arc<UsageSink>) -> Self {
+    pub fn new(
+        upstream: UpstreamStream,
+        client_wants_usage: bool,
+        meter: Meter,
+        sink: Arc<UsageSink>,
+    ) -> Self {
         Self {
             upstream,
             scanner: SseScanner::new(client_wants_usage),
@@ -56,7 +61,10 @@ impl Relay {
             status: 200,
             error_code,
             usage: self.scanner.usage,
-            estimate: Some(Usage { prompt_tokens: 0, completion_tokens: self.scanner.data_events }),
+            estimate: Some(Usage {
+                prompt_tokens: 0,
+                completion_tokens: self.scanner.data_events,
+            }),
             first_byte: self.first_byte,
         });
         self.sink.record(record);
@@ -107,7 +115,11 @@ impl Drop for Relay {
 }
 
 fn stream_error_event() -> Vec<u8> {
-    let body = ErrorBody::new("The upstream provider failed mid-stream.", "api_error", "upstream_stream_error");
+    let body = ErrorBody::new(
+        "The upstream provider failed mid-stream.",
+        "api_error",
+        "upstream_stream_error",
+    );
     let mut out = b"data: ".to_vec();
     out.extend_from_slice(&body.to_json());
     out.extend_from_slice(b"\n\n");

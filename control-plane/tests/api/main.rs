@@ -8,10 +8,13 @@ mod helpers;
 
 mod auth;
 mod bootstrap;
+mod end_to_end;
 mod keys;
 mod models;
+mod node;
 mod nodes;
 mod providers;
+mod sdk;
 mod snapshot;
 mod teams;
 mod usage;
