@@ -63,6 +63,9 @@ pub struct Settings {
     pub upstream_connect_timeout: Duration,
     /// Time to the upstream's response headers (`SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS`, default 120000).
     pub upstream_first_byte_timeout: Duration,
+    /// At shutdown, how long to keep trying to report queued usage (`SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS`,
+    /// default 10000).
+    pub shutdown_usage_grace: Duration,
     /// HTTP worker threads (`SWITCHYARD_WORKERS`, default: number of cores).
     pub workers: usize,
 }
@@ -82,6 +85,7 @@ impl Settings {
             report_batch_max: 1000,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_first_byte_timeout: Duration::from_secs(120),
+            shutdown_usage_grace: Duration::from_secs(10),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -118,6 +122,10 @@ impl Settings {
         if let Some(v) = var("SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS") {
             s.upstream_first_byte_timeout =
                 Duration::from_millis(parse("SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = var("SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS") {
+            s.shutdown_usage_grace =
+                Duration::from_millis(parse("SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS", &v)?);
         }
         if let Some(v) = var("SWITCHYARD_WORKERS") {
             s.workers = parse("SWITCHYARD_WORKERS", &v)?;

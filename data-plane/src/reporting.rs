@@ -49,6 +49,11 @@ impl UsageSink {
         }
     }
 
+    /// Records waiting in the queue (not counting the batch being sent).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -125,7 +130,7 @@ impl Reporter {
             {
                 let batch = std::mem::take(&mut pending);
                 oldest = None;
-                self.send_until_acked(batch, &stop).await;
+                self.send_until_acked(batch).await;
             }
             if pending.is_empty() {
                 for w in waiters.drain(..) {
@@ -154,22 +159,22 @@ impl Reporter {
         }
     }
 
-    /// Retries with backoff until the control plane acknowledges the batch. While stopping, gives up after a
-    /// bounded time (the records are logged as lost; spooling them to disk is the durable answer).
-    async fn send_until_acked(&self, records: Vec<UsageRecord>, stop: &watch::Receiver<bool>) {
+    /// Retries with backoff until the control plane acknowledges the batch. At shutdown the server bounds this
+    /// by aborting the task after its grace period (spooling to disk is the durable answer to that case).
+    async fn send_until_acked(&self, records: Vec<UsageRecord>) {
+        let count = records.len();
         let batch = UsageBatch {
             node_id: self.node_id.clone(),
             records,
         };
         let body = match serde_json::to_vec(&batch) {
-            Ok(b) => b,
+            Ok(b) => bytes::Bytes::from(b),
             Err(e) => {
                 tracing::error!(error = %e, "could not encode a usage batch");
                 return;
             }
         };
         let mut backoff = Duration::from_millis(50);
-        let give_up_at = Instant::now() + Duration::from_secs(10);
         loop {
             match self.send(body.clone()).await {
                 Ok(ack) => {
@@ -181,14 +186,7 @@ impl Reporter {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, records = batch.records.len(), "usage report failed; retrying");
-                    if *stop.borrow() && Instant::now() >= give_up_at {
-                        tracing::error!(
-                            records = batch.records.len(),
-                            "giving up on a usage batch at shutdown"
-                        );
-                        return;
-                    }
+                    tracing::warn!(error = %e, records = count, "usage report failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -196,7 +194,7 @@ impl Reporter {
         }
     }
 
-    async fn send(&self, body: Vec<u8>) -> Result<UsageAck, String> {
+    async fn send(&self, body: bytes::Bytes) -> Result<UsageAck, String> {
         let res = self
             .client
             .post(&self.url)

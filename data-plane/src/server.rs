@@ -40,6 +40,7 @@ pub struct Server {
     node: Node,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    usage_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +154,7 @@ impl Server {
             },
             stop,
             tasks,
+            usage_grace: settings.shutdown_usage_grace,
         })
     }
 
@@ -169,13 +171,22 @@ impl Server {
         self.http.handle()
     }
 
-    /// Serves until stopped through [`Server::handle`], then flushes usage and stops the background tasks.
+    /// Serves until stopped through [`Server::handle`] (in-flight requests and streams drain first), then
+    /// reports the usage still queued, waiting at most the configured grace period for the control plane.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.http.await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.node.usage.flush()).await;
         self.stop.send_replace(true);
-        for t in self.tasks {
-            let _ = t.await;
+        for mut task in self.tasks {
+            if tokio::time::timeout(self.usage_grace, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                tracing::error!(
+                    dropped = self.node.usage.queued(),
+                    "control plane unreachable at shutdown; unreported usage records are lost"
+                );
+            }
         }
         served
     }

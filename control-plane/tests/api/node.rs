@@ -37,6 +37,7 @@ pub async fn spawn_node_at(control_plane: &str, node_token: &str, state_dir: &Pa
     settings.report_interval = Duration::from_millis(20);
     settings.upstream_connect_timeout = Duration::from_secs(2);
     settings.workers = 1;
+    settings.shutdown_usage_grace = Duration::from_millis(300);
     let server = Server::build(settings).await.expect("node did not build");
     let address = format!("http://127.0.0.1:{}", server.port());
     let node = server.node();
