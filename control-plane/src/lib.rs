@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod entities;
+pub mod quickstart;
 pub mod startup;
 pub mod telemetry;
 pub mod web;

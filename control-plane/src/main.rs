@@ -1,13 +1,32 @@
 //! The control-plane binary: configuration → telemetry → build → print first-start credentials → serve until
-//! Ctrl-C or SIGTERM.
+//! Ctrl-C or SIGTERM. `quickstart` instead runs the whole system on the embedded default.
 
 use anyhow::Context as _;
-use switchyard_control_plane::{Application, Settings, telemetry};
+use switchyard_control_plane::{Application, Settings, quickstart, telemetry};
+
+const USAGE: &str = "usage: switchyard-control-plane [serve | quickstart]
+
+  serve       run the control plane (default); configured by SWITCHYARD_* environment variables
+  quickstart  run the control plane on SQLite with the mock upstream and one data-plane node,
+              seed a demo team, model and key, and print a ready-to-curl example";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let command = std::env::args().nth(1);
     let settings = Settings::from_env().context("reading configuration")?;
     telemetry::init_from_env()?;
+    match command.as_deref() {
+        None | Some("serve") => serve(settings).await,
+        Some("quickstart") => quickstart::run(settings, shutdown_signal()).await,
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("unknown command `{other}`\n{USAGE}"),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings)
         .await
         .context("starting the control plane")?;

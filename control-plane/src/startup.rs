@@ -44,6 +44,7 @@ pub struct Application {
     stop: StopHandle,
     bootstrap: Option<BootstrapCredentials>,
     db: DatabaseConnection,
+    store: Store,
     publisher: JoinHandle<()>,
 }
 
@@ -117,7 +118,7 @@ impl Application {
             .map_err(|e| StartupError::Bind(settings.listen.clone(), e))?
             .port();
         let state = web::Data::new(AppState {
-            store,
+            store: store.clone(),
             feed: publisher.feed.clone(),
             node_token: NodeToken::new(secrets.node_token.expose()),
             stopping: stopping_rx,
@@ -147,6 +148,7 @@ impl Application {
             server,
             bootstrap,
             db,
+            store,
             publisher: publisher.task,
         })
     }
@@ -167,6 +169,11 @@ impl Application {
     /// The application's database pool (tests inspect rows through it).
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The domain store, for in-process callers such as the quickstart.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Serves until stopped through a [`StopHandle`], then stops the publisher.

@@ -30,6 +30,8 @@ pub struct Meter {
     pub started: Instant,
     pub provider_id: Option<i64>,
     pub upstream_model: Option<String>,
+    /// A rough prompt token count (request bytes / 4), used only when the upstream reports no usage.
+    pub prompt_estimate: u64,
 }
 
 /// How a request ended.

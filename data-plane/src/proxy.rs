@@ -50,6 +50,7 @@ pub async fn chat_completions(
         started,
         provider_id: None,
         upstream_model: None,
+        prompt_estimate: 0,
     };
     match serve(&req, payload, &state, &catalog, key, &mut meter).await {
         Ok(res) => res,
@@ -75,6 +76,7 @@ async fn serve(
     meter: &mut Meter,
 ) -> Result<HttpResponse, ProxyError> {
     let body = read_body(req, payload, state.max_body_bytes).await?;
+    meter.prompt_estimate = body.len() as u64 / 4;
     let parsed = RequestBody::parse(&body)?;
     meter.model.push_str(&parsed.model);
     meter.stream = parsed.stream;

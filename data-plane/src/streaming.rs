@@ -62,7 +62,7 @@ impl Relay {
             error_code,
             usage: self.scanner.usage,
             estimate: Some(Usage {
-                prompt_tokens: 0,
+                prompt_tokens: self.meter.prompt_estimate,
                 completion_tokens: self.scanner.data_events,
             }),
             first_byte: self.first_byte,
