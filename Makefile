@@ -17,5 +17,10 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# cargo-nextest when the machine has it (a clear summary line, one process per test), cargo test otherwise.
 test: services lint
-	$(CARGO) test --workspace --no-fail-fast
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --all-targets --no-fail-fast; \
+	fi

@@ -68,13 +68,14 @@ impl SnapshotStore {
         let _ = rx.wait_for(|applied| *applied >= v).await;
     }
 
-    /// Verifies and applies a snapshot body; on success it is also written to disk.
+    /// Verifies a snapshot body, writes it to disk, then swaps it in: a version this node serves (and reports as
+    /// applied) is one it can restart from.
     pub async fn apply(&self, body: Bytes, digest: &str) -> Result<u64, ApplyError> {
-        let version = self.install(&body, digest)?;
+        let snapshot = self.verify(&body, digest)?;
         if let Err(e) = persist(&self.dir, &body, digest).await {
             tracing::error!(error = %e, dir = %self.dir.display(), "could not persist snapshot; serving it from memory");
         }
-        Ok(version)
+        Ok(self.swap(&snapshot))
     }
 
     /// Applies the snapshot kept on disk by an earlier run, if there is a valid one.
@@ -83,8 +84,8 @@ impl SnapshotStore {
         let digest = tokio::fs::read_to_string(self.dir.join(DIGEST_FILE))
             .await
             .ok()?;
-        match self.install(&body, digest.trim()) {
-            Ok(v) => Some(v),
+        match self.verify(&body, digest.trim()) {
+            Ok(snapshot) => Some(self.swap(&snapshot)),
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring the snapshot on disk");
                 None
@@ -92,7 +93,8 @@ impl SnapshotStore {
         }
     }
 
-    fn install(&self, body: &[u8], digest: &str) -> Result<u64, ApplyError> {
+    /// Digest, decoding, internal references, and a version strictly newer than the one being served.
+    fn verify(&self, body: &[u8], digest: &str) -> Result<Snapshot, ApplyError> {
         if protocol::body_digest(body) != digest {
             return Err(ApplyError::Digest);
         }
@@ -105,8 +107,11 @@ impl SnapshotStore {
                 applied,
             });
         }
-        let catalog = Catalog::compile(&snapshot);
-        self.current.store(Arc::new(catalog));
+        Ok(snapshot)
+    }
+
+    fn swap(&self, snapshot: &Snapshot) -> u64 {
+        self.current.store(Arc::new(Catalog::compile(snapshot)));
         self.version_tx.send_replace(snapshot.version);
         tracing::info!(
             version = snapshot.version,
@@ -114,7 +119,7 @@ impl SnapshotStore {
             models = snapshot.models.len(),
             "snapshot applied"
         );
-        Ok(snapshot.version)
+        snapshot.version
     }
 }
 
@@ -226,5 +231,93 @@ async fn poll_once(
             }
         }
         s => Err(PollError::Status(s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_shared::snapshot::{KeyEntry, TeamEntry};
+
+    fn body(version: u64, team_of_key: i64) -> (Bytes, String) {
+        let mut s = Snapshot::empty(chrono::Utc::now());
+        s.version = version;
+        s.teams = vec![TeamEntry {
+            id: 1,
+            name: "t".into(),
+        }];
+        s.keys = vec![KeyEntry {
+            id: 1,
+            hash: switchyard_shared::KeyHash::of("k"),
+            team_id: team_of_key,
+            name: "k".into(),
+            allowed_models: None,
+            expires_at: None,
+        }];
+        let bytes = Bytes::from(serde_json::to_vec(&s).unwrap());
+        let digest = protocol::body_digest(&bytes);
+        (bytes, digest)
+    }
+
+    #[tokio::test]
+    async fn bad_snapshots_are_refused_and_the_current_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(dir.path().to_path_buf());
+        let (b, d) = body(3, 1);
+        assert_eq!(store.apply(b.clone(), &d).await.unwrap(), 3);
+
+        assert!(matches!(
+            store.apply(b.clone(), "00").await,
+            Err(ApplyError::Digest)
+        ));
+        assert!(matches!(
+            store.apply(b, &d).await,
+            Err(ApplyError::Stale {
+                offered: 3,
+                applied: 3
+            })
+        ));
+        let (older, d) = body(2, 1);
+        assert!(matches!(
+            store.apply(older, &d).await,
+            Err(ApplyError::Stale { .. })
+        ));
+        let (dangling, d) = body(4, 99);
+        assert!(matches!(
+            store.apply(dangling, &d).await,
+            Err(ApplyError::Invalid(_))
+        ));
+        let garbage = Bytes::from_static(b"{not json");
+        let d = protocol::body_digest(&garbage);
+        assert!(matches!(
+            store.apply(garbage, &d).await,
+            Err(ApplyError::Decode(_))
+        ));
+
+        assert_eq!(store.version(), 3);
+        assert!(
+            store
+                .load()
+                .key(&switchyard_shared::KeyHash::of("k"))
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_applied_snapshot_is_on_disk_for_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(dir.path().to_path_buf());
+        let (b, d) = body(7, 1);
+        store.apply(b, &d).await.unwrap();
+
+        let restarted = SnapshotStore::new(dir.path().to_path_buf());
+        assert_eq!(restarted.load_from_disk().await, Some(7));
+        assert_eq!(restarted.version(), 7);
+
+        // A tampered file is ignored rather than served.
+        std::fs::write(dir.path().join(SNAPSHOT_FILE), b"{}").unwrap();
+        let again = SnapshotStore::new(dir.path().to_path_buf());
+        assert_eq!(again.load_from_disk().await, None);
+        assert_eq!(again.version(), 0);
     }
 }

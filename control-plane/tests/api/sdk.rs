@@ -15,9 +15,12 @@ async fn the_official_openai_python_sdk_works_unmodified() {
     node.wait_for_config(&app).await;
 
     let python = std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk.py");
+    // At run time: a test binary reused from another checkout of the same tree must still find the script.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let script = format!("{manifest_dir}/tests/sdk/openai_sdk.py");
     let out = tokio::process::Command::new(&python)
-        .arg(script)
+        .arg(&script)
         .env("SWITCHYARD_BASE_URL", format!("{}/v1", node.address))
         .env("SWITCHYARD_API_KEY", &tenant.key)
         .env("SWITCHYARD_MODEL", "sdk-model")
