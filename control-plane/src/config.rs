@@ -126,10 +126,9 @@ impl Settings {
         s.encryption_key = secret_var(&lookup, "SWITCHYARD_ENCRYPTION_KEY")?;
         s.bootstrap_operator_token = secret_var(&lookup, "SWITCHYARD_BOOTSTRAP_OPERATOR_TOKEN")?;
         if let Some(v) = non_empty(lookup("SWITCHYARD_CP_WORKERS")) {
-            let n = v.parse::<usize>().map_err(|e| ConfigError::Invalid {
-                name: "SWITCHYARD_CP_WORKERS",
-                reason: e.to_string(),
-            })?;
+            let n = v
+                .parse::<usize>()
+                .map_err(|e| ConfigError::Invalid { name: "SWITCHYARD_CP_WORKERS", reason: e.to_string() })?;
             s.workers = Some(n.max(1));
         }
         Ok(s)
@@ -142,9 +141,7 @@ impl Settings {
     /// The SQLite file path named by the URL, if the database is a file.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         let url = self.database_url.expose();
-        let rest = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
         let path = rest.split('?').next().unwrap_or_default();
         if path.is_empty() || path == ":memory:" {
             return None;
@@ -158,36 +155,24 @@ impl Settings {
     pub fn resolve_secrets(&self) -> Result<ResolvedSecrets, ConfigError> {
         let key = match &self.encryption_key {
             Some(k) => k.clone(),
-            None if self.is_sqlite() => {
-                load_or_generate(&self.data_dir.join(ENCRYPTION_KEY_FILE), || {
-                    let mut bytes = [0u8; 32];
-                    rand::rng().fill(&mut bytes);
-                    BASE64.encode(bytes)
-                })?
-            }
+            None if self.is_sqlite() => load_or_generate(&self.data_dir.join(ENCRYPTION_KEY_FILE), || {
+                let mut bytes = [0u8; 32];
+                rand::rng().fill(&mut bytes);
+                BASE64.encode(bytes)
+            })?,
             None => {
-                return Err(ConfigError::Required {
-                    name: "SWITCHYARD_ENCRYPTION_KEY",
-                });
+                return Err(ConfigError::Required { name: "SWITCHYARD_ENCRYPTION_KEY" });
             }
         };
-        let cipher = Cipher::from_base64_key(key.expose()).map_err(|e| ConfigError::Invalid {
-            name: "SWITCHYARD_ENCRYPTION_KEY",
-            reason: e.to_string(),
-        })?;
+        let cipher = Cipher::from_base64_key(key.expose())
+            .map_err(|e| ConfigError::Invalid { name: "SWITCHYARD_ENCRYPTION_KEY", reason: e.to_string() })?;
         let node_token = match &self.node_token {
             Some(t) => t.clone(),
-            None if self.is_sqlite() => {
-                load_or_generate(&self.data_dir.join(NODE_TOKEN_FILE), || {
-                    ApiKey::generate(NODE_TOKEN_PREFIX, &mut rand::rng())
-                        .expose()
-                        .to_owned()
-                })?
-            }
+            None if self.is_sqlite() => load_or_generate(&self.data_dir.join(NODE_TOKEN_FILE), || {
+                ApiKey::generate(NODE_TOKEN_PREFIX, &mut rand::rng()).expose().to_owned()
+            })?,
             None => {
-                return Err(ConfigError::Required {
-                    name: "SWITCHYARD_NODE_TOKEN",
-                });
+                return Err(ConfigError::Required { name: "SWITCHYARD_NODE_TOKEN" });
             }
         };
         if node_token.expose().len() < 16 {
@@ -212,10 +197,7 @@ fn non_empty(v: Option<String>) -> Option<String> {
 }
 
 /// `NAME` directly, or the contents of the file named by `NAME_FILE` (trailing newline trimmed).
-fn secret_var(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-) -> Result<Option<Secret>, ConfigError> {
+fn secret_var(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<Option<Secret>, ConfigError> {
     if let Some(v) = non_empty(lookup(name)) {
         return Ok(Some(Secret::new(v)));
     }
@@ -224,32 +206,24 @@ fn secret_var(
         return Ok(None);
     };
     let path = PathBuf::from(path);
-    let contents = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
-        name,
-        path: path.clone(),
-        source,
-    })?;
+    let contents =
+        std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile { name, path: path.clone(), source })?;
     Ok(non_empty(Some(contents)).map(Secret::new))
 }
 
 fn load_or_generate(path: &Path, generate: impl FnOnce() -> String) -> Result<Secret, ConfigError> {
     let read = |path: &Path| {
-        std::fs::read_to_string(path)
-            .map(|s| Secret::new(s.trim()))
-            .map_err(|source| ConfigError::ReadFile {
-                name: "generated secret",
-                path: path.to_owned(),
-                source,
-            })
+        std::fs::read_to_string(path).map(|s| Secret::new(s.trim())).map_err(|source| ConfigError::ReadFile {
+            name: "generated secret",
+            path: path.to_owned(),
+            source,
+        })
     };
     if path.exists() {
         return read(path);
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| ConfigError::WriteFile {
-            path: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| ConfigError::WriteFile { path: dir.to_owned(), source })?;
     }
     let value = generate();
     let mut options = std::fs::OpenOptions::new();
@@ -264,19 +238,13 @@ fn load_or_generate(path: &Path, generate: impl FnOnce() -> String) -> Result<Se
             file.write_all(value.as_bytes())
                 .and_then(|()| file.write_all(b"\n"))
                 .and_then(|()| file.sync_all())
-                .map_err(|source| ConfigError::WriteFile {
-                    path: path.to_owned(),
-                    source,
-                })?;
+                .map_err(|source| ConfigError::WriteFile { path: path.to_owned(), source })?;
             tracing::info!(path = %path.display(), "generated a new secret");
             Ok(Secret::new(value))
         }
         // Another process created it between our check and our write: theirs wins.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),
-        Err(source) => Err(ConfigError::WriteFile {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(ConfigError::WriteFile { path: path.to_owned(), source }),
     }
 }
 
@@ -286,10 +254,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         move |k| map.get(k).cloned()
     }
 
@@ -305,10 +270,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.listen, "0.0.0.0:9000");
         assert_eq!(s.database_url.expose(), DEFAULT_DATABASE_URL);
-        assert_eq!(
-            s.node_token.as_ref().unwrap().expose(),
-            "from-a-file-0123456789"
-        );
+        assert_eq!(s.node_token.as_ref().unwrap().expose(), "from-a-file-0123456789");
         assert!(!format!("{s:?}").contains("from-a-file"));
     }
 
@@ -324,10 +286,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(s.data_dir.join(ENCRYPTION_KEY_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(s.data_dir.join(ENCRYPTION_KEY_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let ct = first.cipher.encrypt("hello").unwrap();
@@ -338,21 +297,13 @@ mod tests {
     fn postgres_requires_configured_secrets() {
         let mut s = Settings::defaults();
         s.database_url = Secret::new("postgres://postgres@127.0.0.1/x");
-        assert!(matches!(
-            s.resolve_secrets(),
-            Err(ConfigError::Required {
-                name: "SWITCHYARD_ENCRYPTION_KEY"
-            })
-        ));
+        assert!(matches!(s.resolve_secrets(), Err(ConfigError::Required { name: "SWITCHYARD_ENCRYPTION_KEY" })));
     }
 
     #[test]
     fn sqlite_paths_are_found_in_urls() {
         let mut s = Settings::defaults();
-        assert_eq!(
-            s.sqlite_path(),
-            Some(PathBuf::from(".switchyard/switchyard.db"))
-        );
+        assert_eq!(s.sqlite_path(), Some(PathBuf::from(".switchyard/switchyard.db")));
         s.database_url = Secret::new("sqlite::memory:");
         assert_eq!(s.sqlite_path(), None);
     }

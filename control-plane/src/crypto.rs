@@ -37,18 +37,14 @@ impl Cipher {
         if bytes.len() != 32 {
             return Err(CryptoError::Key);
         }
-        Aes256Gcm::new_from_slice(&bytes)
-            .map(Self)
-            .map_err(|_| CryptoError::Key)
+        Aes256Gcm::new_from_slice(&bytes).map(Self).map_err(|_| CryptoError::Key)
     }
 
     pub fn encrypt(&self, plaintext: &str) -> Result<String, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill(&mut nonce);
-        let ciphertext = self
-            .0
-            .encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes())
-            .map_err(|_| CryptoError::Encrypt)?;
+        let ciphertext =
+            self.0.encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes()).map_err(|_| CryptoError::Encrypt)?;
         let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ciphertext);
@@ -61,10 +57,7 @@ impl Cipher {
             return Err(CryptoError::Decrypt);
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let plaintext = self
-            .0
-            .decrypt(Nonce::from_slice(nonce), ciphertext)
-            .map_err(|_| CryptoError::Decrypt)?;
+        let plaintext = self.0.decrypt(Nonce::from_slice(nonce), ciphertext).map_err(|_| CryptoError::Decrypt)?;
         String::from_utf8(plaintext).map_err(|_| CryptoError::Decrypt)
     }
 }
@@ -100,13 +93,7 @@ mod tests {
 
     #[test]
     fn keys_must_be_32_bytes() {
-        assert_eq!(
-            Cipher::from_base64_key(&BASE64.encode([1u8; 16])).err(),
-            Some(CryptoError::Key)
-        );
-        assert_eq!(
-            Cipher::from_base64_key("not base64!").err(),
-            Some(CryptoError::Key)
-        );
+        assert_eq!(Cipher::from_base64_key(&BASE64.encode([1u8; 16])).err(), Some(CryptoError::Key));
+        assert_eq!(Cipher::from_base64_key("not base64!").err(), Some(CryptoError::Key));
     }
 }

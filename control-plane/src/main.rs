@@ -27,9 +27,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = Application::build(settings)
-        .await
-        .context("starting the control plane")?;
+    let app = Application::build(settings).await.context("starting the control plane")?;
     if let Some(creds) = app.bootstrap() {
         // Printed once, on purpose, to stdout only: the database keeps nothing but hashes.
         println!("First start: created the operator account.");

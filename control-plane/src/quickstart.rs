@@ -27,9 +27,7 @@ const NODE_LISTEN: &str = "127.0.0.1:8080";
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let node_token = settings.resolve_secrets()?.node_token;
     let data_dir = settings.data_dir.clone();
-    let app = Application::build(settings)
-        .await
-        .context("starting the control plane")?;
+    let app = Application::build(settings).await.context("starting the control plane")?;
     let cp_url = format!("http://127.0.0.1:{}", app.port());
     let store = app.store().clone();
     let bootstrap = app.bootstrap().cloned();
@@ -37,22 +35,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     let server = tokio::spawn(app.run_until_stopped());
 
     let (mut mock, mock_url) = start_mock().await?;
-    let key = seed(&store, &mock_url)
-        .await
-        .context("seeding the demo configuration")?;
+    let key = seed(&store, &mock_url).await.context("seeding the demo configuration")?;
 
-    let node_listen = std::env::var("SWITCHYARD_QUICKSTART_NODE_LISTEN")
-        .unwrap_or_else(|_| NODE_LISTEN.to_owned());
+    let node_listen = std::env::var("SWITCHYARD_QUICKSTART_NODE_LISTEN").unwrap_or_else(|_| NODE_LISTEN.to_owned());
     let mut node = Command::new(sibling("switchyard-data-plane")?)
         .env("SWITCHYARD_CONTROL_PLANE_URL", &cp_url)
         .env("SWITCHYARD_NODE_TOKEN", node_token.expose())
         .env("SWITCHYARD_NODE_ID", "quickstart-node")
         .env("SWITCHYARD_LISTEN", &node_listen)
         .env("SWITCHYARD_STATE_DIR", data_dir.join("node"))
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
-        )
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
         .kill_on_drop(true)
         .spawn()
         .context("starting the data-plane node")?;
@@ -64,11 +56,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     println!("  data plane (OpenAI API):   http://{node_listen}/v1");
     match &bootstrap {
         Some(creds) => {
-            println!(
-                "  operator login:  {} / {}",
-                creds.email,
-                creds.password.expose()
-            );
+            println!("  operator login:  {} / {}", creds.email, creds.password.expose());
             println!("  operator token:  {}", creds.operator_token.expose());
             println!("  (shown once: the database keeps only hashes)");
         }
@@ -78,20 +66,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         ),
     }
     println!();
-    println!(
-        "Try it (demo key for team `{DEMO_TEAM}`, model `{DEMO_MODEL}` served by the built-in mock upstream):"
-    );
+    println!("Try it (demo key for team `{DEMO_TEAM}`, model `{DEMO_MODEL}` served by the built-in mock upstream):");
     println!();
     println!("  curl http://{node_listen}/v1/chat/completions \\");
     println!("    -H 'Authorization: Bearer {key}' \\");
     println!("    -H 'Content-Type: application/json' \\");
-    println!(
-        "    -d '{{\"model\":\"{DEMO_MODEL}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'"
-    );
+    println!("    -d '{{\"model\":\"{DEMO_MODEL}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'");
     println!();
-    println!(
-        "Usage shows up at {cp_url}/api/v1/usage (Authorization: Bearer <operator token>). Ctrl-C stops."
-    );
+    println!("Usage shows up at {cp_url}/api/v1/usage (Authorization: Bearer <operator token>). Ctrl-C stops.");
 
     tokio::select! {
         () = shutdown => {}
@@ -111,24 +93,14 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating this executable")?;
     let path = exe.with_file_name(name);
     if !path.exists() {
-        bail!(
-            "{} not found; build all binaries first (`cargo build --bins`, or `make run`)",
-            path.display()
-        );
+        bail!("{} not found; build all binaries first (`cargo build --bins`, or `make run`)", path.display());
     }
     Ok(path)
 }
 
 async fn start_mock() -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(sibling("switchyard-mock-provider")?)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--chunks",
-            "12",
-            "--chunk-delay-ms",
-            "40",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--chunks", "12", "--chunk-delay-ms", "40"])
         .stdout(Stdio::piped())
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
@@ -153,23 +125,9 @@ async fn start_mock() -> anyhow::Result<(Child, String)> {
 /// is shown only when it is issued.
 async fn seed(store: &Store, mock_url: &str) -> anyhow::Result<String> {
     let actor = Actor::system();
-    let team = match teams::list(store)
-        .await?
-        .into_iter()
-        .find(|t| t.slug == DEMO_TEAM)
-    {
+    let team = match teams::list(store).await?.into_iter().find(|t| t.slug == DEMO_TEAM) {
         Some(t) => t,
-        None => {
-            teams::create(
-                store,
-                &actor,
-                NewTeam {
-                    name: "Demo".into(),
-                    slug: Some(DEMO_TEAM.into()),
-                },
-            )
-            .await?
-        }
+        None => teams::create(store, &actor, NewTeam { name: "Demo".into(), slug: Some(DEMO_TEAM.into()) }).await?,
     };
     let provider_input = ProviderInput {
         name: DEMO_PROVIDER.into(),
@@ -177,19 +135,11 @@ async fn seed(store: &Store, mock_url: &str) -> anyhow::Result<String> {
         base_url: mock_url.into(),
         api_key: Some("mock-upstream-credential".into()),
     };
-    let provider = match providers::list(store)
-        .await?
-        .into_iter()
-        .find(|p| p.name == DEMO_PROVIDER)
-    {
+    let provider = match providers::list(store).await?.into_iter().find(|p| p.name == DEMO_PROVIDER) {
         Some(p) => providers::update(store, &actor, p.id, provider_input).await?,
         None => providers::create(store, &actor, provider_input).await?,
     };
-    if !models::list(store)
-        .await?
-        .iter()
-        .any(|m| m.name == DEMO_MODEL)
-    {
+    if !models::list(store).await?.iter().any(|m| m.name == DEMO_MODEL) {
         models::create(
             store,
             &actor,
@@ -213,10 +163,7 @@ async fn seed(store: &Store, mock_url: &str) -> anyhow::Result<String> {
         &actor,
         team.id,
         NewKey {
-            name: format!(
-                "quickstart {}",
-                chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
-            ),
+            name: format!("quickstart {}", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")),
             allowed_models: None,
             expires_at: None,
         },
@@ -230,11 +177,7 @@ async fn wait_until_node_applied(store: &Store, node: &mut Child) -> anyhow::Res
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let list = nodes::list(store).await?;
-        if list
-            .data
-            .iter()
-            .any(|n| n.node_id == "quickstart-node" && n.applied_version >= list.current_version)
-        {
+        if list.data.iter().any(|n| n.node_id == "quickstart-node" && n.applied_version >= list.current_version) {
             return Ok(());
         }
         if let Some(status) = node.try_wait()? {
@@ -250,14 +193,8 @@ async fn wait_until_node_applied(store: &Store, node: &mut Child) -> anyhow::Res
 /// SIGTERM, so the child drains and flushes; SIGKILL if it is still there after 15 s.
 async fn terminate(child: &mut Child) {
     if let Some(pid) = child.id() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-        if tokio::time::timeout(Duration::from_secs(15), child.wait())
-            .await
-            .is_ok()
-        {
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+        if tokio::time::timeout(Duration::from_secs(15), child.wait()).await.is_ok() {
             return;
         }
     }

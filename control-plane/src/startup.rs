@@ -67,19 +67,14 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, StartupE
     if let Some(path) = settings.sqlite_path()
         && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StartupError::SqliteDir(path.display().to_string(), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| StartupError::SqliteDir(path.display().to_string(), e))?;
     }
     let mut opts = ConnectOptions::new(settings.database_url.expose().to_owned());
-    opts.sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10));
+    opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10)).acquire_timeout(Duration::from_secs(10));
     if settings.is_sqlite() {
         // WAL lets snapshot reads proceed while a change commits; writers queue on the busy timeout.
         opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
+            o.journal_mode(SqliteJournalMode::Wal).busy_timeout(Duration::from_secs(10)).foreign_keys(true)
         });
     } else {
         opts.max_connections(20);
@@ -91,32 +86,18 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let secrets = settings.resolve_secrets()?;
         let db = connect(&settings).await?;
-        switchyard_migrations::Migrator::up(&db, None)
-            .await
-            .map_err(StartupError::Migrate)?;
+        switchyard_migrations::Migrator::up(&db, None).await.map_err(StartupError::Migrate)?;
 
         let (stopping_tx, stopping_rx) = watch::channel(false);
-        let publisher = snapshot::start(
-            db.clone(),
-            secrets.cipher.clone(),
-            settings.replica_poll_interval,
-            stopping_rx.clone(),
-        )
-        .await?;
-        let store = Store {
-            db: db.clone(),
-            cipher: secrets.cipher,
-            republish: publisher.republish.clone(),
-        };
-        let bootstrap =
-            bootstrap::ensure_operator(&store, settings.bootstrap_operator_token.as_ref()).await?;
+        let publisher =
+            snapshot::start(db.clone(), secrets.cipher.clone(), settings.replica_poll_interval, stopping_rx.clone())
+                .await?;
+        let store = Store { db: db.clone(), cipher: secrets.cipher, republish: publisher.republish.clone() };
+        let bootstrap = bootstrap::ensure_operator(&store, settings.bootstrap_operator_token.as_ref()).await?;
 
-        let listener = TcpListener::bind(&settings.listen)
-            .map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| StartupError::Bind(settings.listen.clone(), e))?
-            .port();
+        let listener =
+            TcpListener::bind(&settings.listen).map_err(|e| StartupError::Bind(settings.listen.clone(), e))?;
+        let port = listener.local_addr().map_err(|e| StartupError::Bind(settings.listen.clone(), e))?.port();
         let state = web::Data::new(AppState {
             store: store.clone(),
             feed: publisher.feed.clone(),
@@ -124,27 +105,18 @@ impl Application {
             stopping: stopping_rx,
         });
         let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(http::log_requests))
-                .app_data(state.clone())
-                .configure(http::configure)
+            App::new().wrap(from_fn(http::log_requests)).app_data(state.clone()).configure(http::configure)
         })
         .disable_signals()
         .shutdown_timeout(10);
         if let Some(n) = settings.workers {
             server = server.workers(n);
         }
-        let server = server
-            .listen(listener)
-            .map_err(|e| StartupError::Bind(settings.listen.clone(), e))?
-            .run();
+        let server = server.listen(listener).map_err(|e| StartupError::Bind(settings.listen.clone(), e))?.run();
         tracing::info!(port, "control plane listening");
         Ok(Self {
             port,
-            stop: StopHandle {
-                server: server.handle(),
-                stopping: Arc::new(stopping_tx),
-            },
+            stop: StopHandle { server: server.handle(), stopping: Arc::new(stopping_tx) },
             server,
             bootstrap,
             db,

@@ -14,9 +14,7 @@ pub fn authenticate<'c>(
     now: DateTime<Utc>,
 ) -> Result<&'c KeyCtx, ProxyError> {
     let token = bearer(headers).ok_or(ProxyError::MissingKey)?;
-    let key = catalog
-        .key(&KeyHash::of(token))
-        .ok_or(ProxyError::InvalidKey)?;
+    let key = catalog.key(&KeyHash::of(token)).ok_or(ProxyError::InvalidKey)?;
     if key.expired_at(now) {
         return Err(ProxyError::ExpiredKey);
     }
@@ -26,8 +24,5 @@ pub fn authenticate<'c>(
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }

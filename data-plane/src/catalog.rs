@@ -27,10 +27,11 @@ pub struct KeyCtx {
 }
 
 impl KeyCtx {
+    /// The caller when governance is off (benchmarks' baseline): no key, every model, nothing metered.
+    pub const UNGOVERNED: KeyCtx = KeyCtx { id: 0, team_id: 0, allowed_models: None, expires_at: None };
+
     pub fn allows(&self, model: &str) -> bool {
-        self.allowed_models
-            .as_ref()
-            .is_none_or(|m| m.iter().any(|a| &**a == model))
+        self.allowed_models.as_ref().is_none_or(|m| m.iter().any(|a| &**a == model))
     }
 
     pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
@@ -60,21 +61,14 @@ pub struct Target {
 
 impl Catalog {
     pub fn empty() -> Self {
-        Self {
-            version: 0,
-            keys: HashMap::new(),
-            models: HashMap::new(),
-        }
+        Self { version: 0, keys: HashMap::new(), models: HashMap::new() }
     }
 
     /// Compiles a validated snapshot. Targets on providers this node cannot speak to are left out, so such a
     /// model answers `no_route` instead of failing mid-request.
     pub fn compile(snapshot: &Snapshot) -> Self {
-        let upstreams: HashMap<i64, Arc<Upstream>> = snapshot
-            .providers
-            .iter()
-            .filter_map(|p| Upstream::from_entry(p).map(|u| (p.id, Arc::new(u))))
-            .collect();
+        let upstreams: HashMap<i64, Arc<Upstream>> =
+            snapshot.providers.iter().filter_map(|p| Upstream::from_entry(p).map(|u| (p.id, Arc::new(u)))).collect();
         let keys = snapshot.keys.iter().map(|k| (k.hash, key_ctx(k))).collect();
         let models = snapshot
             .models
@@ -105,13 +99,8 @@ impl Catalog {
                             tier.total_weight += u64::from(target.weight);
                             tier.targets.push(target);
                         }
-                        _ => tiers.push((
-                            priority,
-                            Tier {
-                                total_weight: u64::from(target.weight),
-                                targets: vec![target],
-                            },
-                        )),
+                        _ => tiers
+                            .push((priority, Tier { total_weight: u64::from(target.weight), targets: vec![target] })),
                     }
                 }
                 let route = ModelRoute {
@@ -122,11 +111,7 @@ impl Catalog {
                 (m.name.as_str().into(), route)
             })
             .collect();
-        Self {
-            version: snapshot.version,
-            keys,
-            models,
-        }
+        Self { version: snapshot.version, keys, models }
     }
 
     pub fn key(&self, hash: &KeyHash) -> Option<&KeyCtx> {
@@ -142,10 +127,7 @@ fn key_ctx(k: &KeyEntry) -> KeyCtx {
     KeyCtx {
         id: k.id,
         team_id: k.team_id,
-        allowed_models: k
-            .allowed_models
-            .as_ref()
-            .map(|m| m.iter().map(|s| s.as_str().into()).collect()),
+        allowed_models: k.allowed_models.as_ref().map(|m| m.iter().map(|s| s.as_str().into()).collect()),
         expires_at: k.expires_at,
     }
 }

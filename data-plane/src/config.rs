@@ -13,11 +13,7 @@ pub enum ConfigError {
     #[error("{0} is required")]
     Missing(&'static str),
     #[error("could not read {name} from {path}: {source}")]
-    File {
-        name: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
+    File { name: &'static str, path: String, source: std::io::Error },
 }
 
 /// A secret string that never prints.
@@ -66,6 +62,9 @@ pub struct Settings {
     /// At shutdown, how long to keep trying to report queued usage (`SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS`,
     /// default 10000).
     pub shutdown_usage_grace: Duration,
+    /// Auth, limits and metering (`SWITCHYARD_GOVERNANCE`, default `on`). `off` exists only to measure what
+    /// governance costs: any caller may use any model and nothing is metered. Never run it in production.
+    pub governance: bool,
     /// HTTP worker threads (`SWITCHYARD_WORKERS`, default: number of cores).
     pub workers: usize,
 }
@@ -86,15 +85,14 @@ impl Settings {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_first_byte_timeout: Duration::from_secs(120),
             shutdown_usage_grace: Duration::from_secs(10),
+            governance: true,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
-        let url = var("SWITCHYARD_CONTROL_PLANE_URL")
-            .unwrap_or_else(|| "http://127.0.0.1:8081".to_owned());
-        let token = secret("SWITCHYARD_NODE_TOKEN")?
-            .ok_or(ConfigError::Missing("SWITCHYARD_NODE_TOKEN"))?;
+        let url = var("SWITCHYARD_CONTROL_PLANE_URL").unwrap_or_else(|| "http://127.0.0.1:8081".to_owned());
+        let token = secret("SWITCHYARD_NODE_TOKEN")?.ok_or(ConfigError::Missing("SWITCHYARD_NODE_TOKEN"))?;
         let mut s = Self::new(url, token);
         if let Some(v) = var("SWITCHYARD_LISTEN") {
             s.listen = parse("SWITCHYARD_LISTEN", &v)?;
@@ -116,16 +114,26 @@ impl Settings {
             s.report_batch_max = parse("SWITCHYARD_REPORT_BATCH_MAX", &v)?;
         }
         if let Some(v) = var("SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS") {
-            s.upstream_connect_timeout =
-                Duration::from_millis(parse("SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS", &v)?);
+            s.upstream_connect_timeout = Duration::from_millis(parse("SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS", &v)?);
         }
         if let Some(v) = var("SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS") {
             s.upstream_first_byte_timeout =
                 Duration::from_millis(parse("SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS", &v)?);
         }
         if let Some(v) = var("SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS") {
-            s.shutdown_usage_grace =
-                Duration::from_millis(parse("SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS", &v)?);
+            s.shutdown_usage_grace = Duration::from_millis(parse("SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS", &v)?);
+        }
+        if let Some(v) = var("SWITCHYARD_GOVERNANCE") {
+            s.governance = match v.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "SWITCHYARD_GOVERNANCE",
+                        reason: "use `on` or `off`".into(),
+                    });
+                }
+            };
         }
         if let Some(v) = var("SWITCHYARD_WORKERS") {
             s.workers = parse("SWITCHYARD_WORKERS", &v)?;
@@ -156,8 +164,5 @@ fn parse<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, ConfigE
 where
     T::Err: fmt::Display,
 {
-    v.parse().map_err(|e: T::Err| ConfigError::Invalid {
-        name,
-        reason: e.to_string(),
-    })
+    v.parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() })
 }

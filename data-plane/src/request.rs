@@ -22,12 +22,10 @@ pub struct RequestBody<'a> {
 impl<'a> RequestBody<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, ProxyError> {
         let mut de = serde_json::Deserializer::from_slice(body);
-        let members = de.deserialize_map(MembersVisitor).map_err(|e| {
-            ProxyError::BadRequest(format!("The request body is not a valid JSON object: {e}"))
-        })?;
-        de.end().map_err(|e| {
-            ProxyError::BadRequest(format!("Trailing data after the JSON body: {e}"))
-        })?;
+        let members = de
+            .deserialize_map(MembersVisitor)
+            .map_err(|e| ProxyError::BadRequest(format!("The request body is not a valid JSON object: {e}")))?;
+        de.end().map_err(|e| ProxyError::BadRequest(format!("Trailing data after the JSON body: {e}")))?;
 
         let mut model = None;
         let mut stream = false;
@@ -35,9 +33,8 @@ impl<'a> RequestBody<'a> {
         for (k, v) in &members {
             match k.as_ref() {
                 "model" => {
-                    let m: Cow<'a, str> = serde_json::from_str(v.get()).map_err(|_| {
-                        ProxyError::BadRequest("`model` must be a string.".to_owned())
-                    })?;
+                    let m: Cow<'a, str> = serde_json::from_str(v.get())
+                        .map_err(|_| ProxyError::BadRequest("`model` must be a string.".to_owned()))?;
                     model = Some(m);
                 }
                 "stream" => {
@@ -45,42 +42,26 @@ impl<'a> RequestBody<'a> {
                         "true" => true,
                         "false" | "null" => false,
                         _ => {
-                            return Err(ProxyError::BadRequest(
-                                "`stream` must be a boolean.".to_owned(),
-                            ));
+                            return Err(ProxyError::BadRequest("`stream` must be a boolean.".to_owned()));
                         }
                     }
                 }
                 "stream_options" => {
-                    let opts: Option<StreamOptions> =
-                        serde_json::from_str(v.get()).map_err(|_| {
-                            ProxyError::BadRequest("`stream_options` must be an object.".to_owned())
-                        })?;
+                    let opts: Option<StreamOptions> = serde_json::from_str(v.get())
+                        .map_err(|_| ProxyError::BadRequest("`stream_options` must be an object.".to_owned()))?;
                     client_wants_usage = opts.and_then(|o| o.include_usage).unwrap_or(false);
                 }
                 _ => {}
             }
         }
-        let model = model.ok_or_else(|| {
-            ProxyError::BadRequest("You must provide a model parameter.".to_owned())
-        })?;
-        Ok(Self {
-            members,
-            model,
-            stream,
-            client_wants_usage,
-        })
+        let model = model.ok_or_else(|| ProxyError::BadRequest("You must provide a model parameter.".to_owned()))?;
+        Ok(Self { members, model, stream, client_wants_usage })
     }
 
     /// The body to send upstream: the same members in the same order, `model` replaced by the upstream name
     /// (already JSON-encoded) and, for streams, `stream_options.include_usage` forced on so usage is metered.
     pub fn upstream_body(&self, upstream_model_json: &str) -> Vec<u8> {
-        let capacity = self
-            .members
-            .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
-            .sum::<usize>()
-            + 64;
+        let capacity = self.members.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 64;
         let mut out = Vec::with_capacity(capacity);
         out.push(b'{');
         let mut first = true;
@@ -142,10 +123,7 @@ impl<'de> Visitor<'de> for MembersVisitor {
         let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(8);
         while let Some(key) = map.next_key::<Key<'de>>()? {
             if members.iter().any(|(k, _)| *k == key.0) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate member `{}`",
-                    key.0
-                )));
+                return Err(de::Error::custom(format_args!("duplicate member `{}`", key.0)));
             }
             let value: &'de RawValue = map.next_value()?;
             members.push((key.0, value));
@@ -200,18 +178,9 @@ mod tests {
     fn streams_get_include_usage_and_keep_other_stream_options() {
         let v = rewrite(r#"{"model":"m","stream":true,"messages":[]}"#, "u");
         assert_eq!(v["stream_options"]["include_usage"], true);
-        let v = rewrite(
-            r#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"other":1}}"#,
-            "u",
-        );
-        assert_eq!(
-            v["stream_options"],
-            serde_json::json!({"include_usage": true, "other": 1})
-        );
-        let p = RequestBody::parse(
-            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
-        )
-        .unwrap();
+        let v = rewrite(r#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"other":1}}"#, "u");
+        assert_eq!(v["stream_options"], serde_json::json!({"include_usage": true, "other": 1}));
+        let p = RequestBody::parse(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
         assert!(p.client_wants_usage);
         let v = rewrite(r#"{"model":"m","stream":false}"#, "u");
         assert!(v.get("stream_options").is_none());
@@ -237,9 +206,7 @@ mod tests {
             r#"{"model":"a"} x"#,
             r#"{"model":"a","stream":"yes"}"#,
         ] {
-            let err = RequestBody::parse(body.as_bytes())
-                .err()
-                .unwrap_or_else(|| panic!("{body} parsed"));
+            let err = RequestBody::parse(body.as_bytes()).err().unwrap_or_else(|| panic!("{body} parsed"));
             assert!(matches!(err, ProxyError::BadRequest(_)), "{body}: {err:?}");
         }
     }

@@ -85,9 +85,8 @@ mod tests {
     fn weights_split_traffic() {
         let c = route(&[(3, 0), (1, 0)]);
         let mut rng = rand::rng();
-        let first_is_t0 = (0..4000)
-            .filter(|_| &*plan(c.model("m").unwrap(), &mut rng)[0].upstream_model == "t0")
-            .count();
+        let first_is_t0 =
+            (0..4000).filter(|_| &*plan(c.model("m").unwrap(), &mut rng)[0].upstream_model == "t0").count();
         // expected 3000; allow a wide margin
         assert!((2700..3300).contains(&first_is_t0), "{first_is_t0}");
     }
@@ -95,9 +94,6 @@ mod tests {
     #[test]
     fn attempts_are_capped() {
         let c = route(&[(1, 0), (1, 0), (1, 1), (1, 2), (1, 3)]);
-        assert_eq!(
-            plan(c.model("m").unwrap(), &mut rand::rng()).len(),
-            MAX_ATTEMPTS
-        );
+        assert_eq!(plan(c.model("m").unwrap(), &mut rand::rng()).len(), MAX_ATTEMPTS);
     }
 }

@@ -24,6 +24,7 @@ pub struct AppState {
     pub node_id: Arc<str>,
     pub max_body_bytes: usize,
     pub first_byte_timeout: Duration,
+    pub governance: bool,
 }
 
 /// A handle on a running node's state, for operations and tests.
@@ -50,15 +51,9 @@ pub enum BuildError {
     #[error("could not build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     #[error("could not listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("state directory {path}: {source}")]
-    StateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    StateDir { path: String, source: std::io::Error },
 }
 
 impl Server {
@@ -70,10 +65,7 @@ impl Server {
             None => stable_node_id(&settings.state_dir).await?,
         }
         .into();
-        if node_id.is_empty()
-            || !node_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        if node_id.is_empty() || !node_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         {
             return Err(BuildError::NodeId(node_id.to_string()));
         }
@@ -86,10 +78,7 @@ impl Server {
 
         let snapshots = Arc::new(SnapshotStore::new(settings.state_dir.clone()));
         if let Some(v) = snapshots.load_from_disk().await {
-            tracing::info!(
-                version = v,
-                "serving the snapshot kept on disk until the control plane answers"
-            );
+            tracing::info!(version = v, "serving the snapshot kept on disk until the control plane answers");
         }
         let (sink, reporter) = reporting::channel(
             client.clone(),
@@ -98,6 +87,7 @@ impl Server {
             node_id.to_string(),
             settings.report_interval,
             settings.report_batch_max,
+            settings.governance,
         );
         let usage = Arc::new(sink);
         let (stop, stop_rx) = watch::channel(false);
@@ -121,37 +111,26 @@ impl Server {
             node_id: node_id.clone(),
             max_body_bytes: settings.max_body_bytes,
             first_byte_timeout: settings.upstream_first_byte_timeout,
+            governance: settings.governance,
         });
-        let listener = TcpListener::bind(settings.listen).map_err(|source| BuildError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| BuildError::Bind {
-                addr: settings.listen,
-                source,
-            })?
-            .port();
+        let listener =
+            TcpListener::bind(settings.listen).map_err(|source| BuildError::Bind { addr: settings.listen, source })?;
+        let port = listener.local_addr().map_err(|source| BuildError::Bind { addr: settings.listen, source })?.port();
         let http = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
             .workers(settings.workers.max(1))
             .disable_signals()
             .shutdown_timeout(30)
             .listen(listener)
-            .map_err(|source| BuildError::Bind {
-                addr: settings.listen,
-                source,
-            })?
+            .map_err(|source| BuildError::Bind { addr: settings.listen, source })?
             .run();
+        if !settings.governance {
+            tracing::warn!("governance is OFF: no authentication, no limits, no metering (benchmark baseline only)");
+        }
         tracing::info!(port, node_id = %node_id, "data plane listening");
         Ok(Self {
             port,
             http,
-            node: Node {
-                id: node_id,
-                snapshots,
-                usage,
-            },
+            node: Node { id: node_id, snapshots, usage },
             stop,
             tasks,
             usage_grace: settings.shutdown_usage_grace,
@@ -177,10 +156,7 @@ impl Server {
         let served = self.http.await;
         self.stop.send_replace(true);
         for mut task in self.tasks {
-            if tokio::time::timeout(self.usage_grace, &mut task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(self.usage_grace, &mut task).await.is_err() {
                 task.abort();
                 tracing::error!(
                     dropped = self.node.usage.queued(),
@@ -204,9 +180,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(r#"{"status":"ok"}"#)
+    HttpResponse::Ok().content_type("application/json").body(r#"{"status":"ok"}"#)
 }
 
 /// Ready once a snapshot is applied: before that every request would be refused.
@@ -214,17 +188,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let version = state.snapshots.version();
     let body = format!(
         r#"{{"status":"{}","snapshot_version":{version}}}"#,
-        if version > 0 {
-            "ready"
-        } else {
-            "waiting_for_snapshot"
-        }
+        if version > 0 { "ready" } else { "waiting_for_snapshot" }
     );
-    let mut res = if version > 0 {
-        HttpResponse::Ok()
-    } else {
-        HttpResponse::ServiceUnavailable()
-    };
+    let mut res = if version > 0 { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
     res.content_type("application/json").body(body)
 }
 
@@ -238,10 +204,7 @@ async fn stable_node_id(dir: &Path) -> Result<String, BuildError> {
         }
     }
     let id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let err = |source| BuildError::StateDir {
-        path: dir.display().to_string(),
-        source,
-    };
+    let err = |source| BuildError::StateDir { path: dir.display().to_string(), source };
     tokio::fs::create_dir_all(dir).await.map_err(err)?;
     tokio::fs::write(&path, &id).await.map_err(err)?;
     Ok(id)

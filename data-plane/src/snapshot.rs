@@ -40,11 +40,7 @@ pub struct SnapshotStore {
 
 impl SnapshotStore {
     pub fn new(dir: PathBuf) -> Self {
-        Self {
-            current: ArcSwap::from_pointee(Catalog::empty()),
-            version_tx: watch::channel(0).0,
-            dir,
-        }
+        Self { current: ArcSwap::from_pointee(Catalog::empty()), version_tx: watch::channel(0).0, dir }
     }
 
     /// The catalog to serve one request from; cheap, lock-free.
@@ -81,9 +77,7 @@ impl SnapshotStore {
     /// Applies the snapshot kept on disk by an earlier run, if there is a valid one.
     pub async fn load_from_disk(&self) -> Option<u64> {
         let body = tokio::fs::read(self.dir.join(SNAPSHOT_FILE)).await.ok()?;
-        let digest = tokio::fs::read_to_string(self.dir.join(DIGEST_FILE))
-            .await
-            .ok()?;
+        let digest = tokio::fs::read_to_string(self.dir.join(DIGEST_FILE)).await.ok()?;
         match self.verify(&body, digest.trim()) {
             Ok(snapshot) => Some(self.swap(&snapshot)),
             Err(e) => {
@@ -102,10 +96,7 @@ impl SnapshotStore {
         snapshot.validate()?;
         let applied = self.version();
         if snapshot.version <= applied {
-            return Err(ApplyError::Stale {
-                offered: snapshot.version,
-                applied,
-            });
+            return Err(ApplyError::Stale { offered: snapshot.version, applied });
         }
         Ok(snapshot)
     }
@@ -155,18 +146,10 @@ pub async fn run_sync(
     wait: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let url = format!(
-        "{}{}",
-        control_plane_url.trim_end_matches('/'),
-        protocol::SNAPSHOT_PATH
-    );
+    let url = format!("{}{}", control_plane_url.trim_end_matches('/'), protocol::SNAPSHOT_PATH);
     let mut backoff = Duration::from_millis(100);
     loop {
-        let poll = SnapshotPoll {
-            node_id: node_id.clone(),
-            applied: store.version(),
-            wait_secs: wait.as_secs(),
-        };
+        let poll = SnapshotPoll { node_id: node_id.clone(), applied: store.version(), wait_secs: wait.as_secs() };
         let attempt = poll_once(&store, &client, &url, &node_token, &poll, wait);
         let outcome = tokio::select! {
             r = attempt => r,
@@ -205,16 +188,8 @@ async fn poll_once(
     wait: Duration,
 ) -> Result<(), PollError> {
     // node ids are restricted to URL-safe characters when the node starts, so no encoding is needed.
-    let url = format!(
-        "{url}?node_id={}&applied={}&wait_secs={}",
-        poll.node_id, poll.applied, poll.wait_secs
-    );
-    let res = client
-        .get(url)
-        .bearer_auth(token.expose())
-        .timeout(wait + Duration::from_secs(10))
-        .send()
-        .await?;
+    let url = format!("{url}?node_id={}&applied={}&wait_secs={}", poll.node_id, poll.applied, poll.wait_secs);
+    let res = client.get(url).bearer_auth(token.expose()).timeout(wait + Duration::from_secs(10)).send().await?;
     match res.status() {
         reqwest::StatusCode::NO_CONTENT => Ok(()),
         reqwest::StatusCode::OK => {
@@ -242,10 +217,7 @@ mod tests {
     fn body(version: u64, team_of_key: i64) -> (Bytes, String) {
         let mut s = Snapshot::empty(chrono::Utc::now());
         s.version = version;
-        s.teams = vec![TeamEntry {
-            id: 1,
-            name: "t".into(),
-        }];
+        s.teams = vec![TeamEntry { id: 1, name: "t".into() }];
         s.keys = vec![KeyEntry {
             id: 1,
             hash: switchyard_shared::KeyHash::of("k"),
@@ -266,41 +238,18 @@ mod tests {
         let (b, d) = body(3, 1);
         assert_eq!(store.apply(b.clone(), &d).await.unwrap(), 3);
 
-        assert!(matches!(
-            store.apply(b.clone(), "00").await,
-            Err(ApplyError::Digest)
-        ));
-        assert!(matches!(
-            store.apply(b, &d).await,
-            Err(ApplyError::Stale {
-                offered: 3,
-                applied: 3
-            })
-        ));
+        assert!(matches!(store.apply(b.clone(), "00").await, Err(ApplyError::Digest)));
+        assert!(matches!(store.apply(b, &d).await, Err(ApplyError::Stale { offered: 3, applied: 3 })));
         let (older, d) = body(2, 1);
-        assert!(matches!(
-            store.apply(older, &d).await,
-            Err(ApplyError::Stale { .. })
-        ));
+        assert!(matches!(store.apply(older, &d).await, Err(ApplyError::Stale { .. })));
         let (dangling, d) = body(4, 99);
-        assert!(matches!(
-            store.apply(dangling, &d).await,
-            Err(ApplyError::Invalid(_))
-        ));
+        assert!(matches!(store.apply(dangling, &d).await, Err(ApplyError::Invalid(_))));
         let garbage = Bytes::from_static(b"{not json");
         let d = protocol::body_digest(&garbage);
-        assert!(matches!(
-            store.apply(garbage, &d).await,
-            Err(ApplyError::Decode(_))
-        ));
+        assert!(matches!(store.apply(garbage, &d).await, Err(ApplyError::Decode(_))));
 
         assert_eq!(store.version(), 3);
-        assert!(
-            store
-                .load()
-                .key(&switchyard_shared::KeyHash::of("k"))
-                .is_some()
-        );
+        assert!(store.load().key(&switchyard_shared::KeyHash::of("k")).is_some());
     }
 
     #[tokio::test]

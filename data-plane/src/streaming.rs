@@ -36,12 +36,7 @@ enum State {
 }
 
 impl Relay {
-    pub fn new(
-        upstream: UpstreamStream,
-        client_wants_usage: bool,
-        meter: Meter,
-        sink: Arc<UsageSink>,
-    ) -> Self {
+    pub fn new(upstream: UpstreamStream, client_wants_usage: bool, meter: Meter, sink: Arc<UsageSink>) -> Self {
         Self {
             upstream,
             scanner: SseScanner::new(client_wants_usage),
@@ -115,11 +110,7 @@ impl Drop for Relay {
 }
 
 fn stream_error_event() -> Vec<u8> {
-    let body = ErrorBody::new(
-        "The upstream provider failed mid-stream.",
-        "api_error",
-        "upstream_stream_error",
-    );
+    let body = ErrorBody::new("The upstream provider failed mid-stream.", "api_error", "upstream_stream_error");
     let mut out = b"data: ".to_vec();
     out.extend_from_slice(&body.to_json());
     out.extend_from_slice(b"\n\n");
@@ -220,11 +211,7 @@ struct UsageChunk {
 /// `"usage":` followed by an object (OpenAI sends `"usage":null` on every other chunk).
 fn has_usage_object(payload: &[u8]) -> bool {
     memmem::find_iter(payload, b"\"usage\"").any(|i| {
-        payload[i + 7..]
-            .iter()
-            .copied()
-            .find(|b| !b.is_ascii_whitespace() && *b != b':')
-            .is_some_and(|b| b == b'{')
+        payload[i + 7..].iter().copied().find(|b| !b.is_ascii_whitespace() && *b != b':').is_some_and(|b| b == b'{')
     })
 }
 
@@ -270,7 +257,8 @@ mod tests {
     use super::*;
 
     const CHUNK: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n";
-    const USAGE: &str = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7,\"total_tokens\":12}}\n\n";
+    const USAGE: &str =
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7,\"total_tokens\":12}}\n\n";
     const DONE: &str = "data: [DONE]\n\n";
 
     fn run(client_wants_usage: bool, pieces: &[&[u8]]) -> (Vec<u8>, SseScanner) {

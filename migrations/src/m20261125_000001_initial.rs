@@ -83,11 +83,7 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_api_keys_team")
-                    .table(ApiKeys::Table)
-                    .col(ApiKeys::TeamId)
-                    .to_owned(),
+                Index::create().name("idx_api_keys_team").table(ApiKeys::Table).col(ApiKeys::TeamId).to_owned(),
             )
             .await?;
 

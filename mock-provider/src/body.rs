@@ -32,10 +32,7 @@ type Item = Result<Frame<Bytes>, StreamAborted>;
 /// One body type for every response so the service has a single concrete type and no boxing.
 pub(crate) enum ResponseBody {
     Full(Option<Bytes>),
-    Stream {
-        frames: mpsc::Receiver<Item>,
-        aborting: bool,
-    },
+    Stream { frames: mpsc::Receiver<Item>, aborting: bool },
 }
 
 impl ResponseBody {
@@ -98,17 +95,11 @@ const STREAM_BUFFER: usize = 8;
 /// A `text/event-stream` response and the sink that feeds it.
 pub(crate) fn event_stream(state: &Arc<State>) -> (Response<ResponseBody>, SseSink) {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    let mut response = Response::new(ResponseBody::Stream {
-        frames: rx,
-        aborting: false,
-    });
+    let mut response = Response::new(ResponseBody::Stream { frames: rx, aborting: false });
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    let sink = SseSink {
-        frames: tx,
-        state: Arc::clone(state),
-    };
+    let sink = SseSink { frames: tx, state: Arc::clone(state) };
     (response, sink)
 }
 

@@ -8,8 +8,8 @@ use crate::answer::{Usage, completion_text, unix_now};
 use crate::body::{End, Pacing, ResponseBody, SseSink, Stop, event_stream};
 use crate::server::{Ctx, ok_json, sleep};
 use crate::wire::{
-    AssistantMessage, ChatChoice, ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta,
-    FunctionCall, Message, MockId, TOOL_CALL_ARGUMENTS, TOOL_CALL_ID, Text, Tool, ToolCall,
+    AssistantMessage, ChatChoice, ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta, FunctionCall, Message,
+    MockId, TOOL_CALL_ARGUMENTS, TOOL_CALL_ID, Text, Tool, ToolCall,
 };
 
 pub(crate) async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Response<ResponseBody> {
@@ -21,18 +21,10 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Response<ResponseBody>
         Ok(pacing) => pacing,
         Err(response) => return response,
     };
-    let prompt_tokens = request
-        .messages
-        .iter()
-        .map(|message| message.content.0)
-        .sum();
+    let prompt_tokens = request.messages.iter().map(|message| message.content.0).sum();
     // A tool-call answer reports the same usage as a text answer, so metering tests need no special case.
     let usage = Usage::new(prompt_tokens, pacing.chunks as u64);
-    let tool = tool_to_call(
-        &request.messages,
-        request.tools.as_deref(),
-        request.tool_choice,
-    );
+    let tool = tool_to_call(&request.messages, request.tools.as_deref(), request.tool_choice);
     let id = MockId::chat(ctx.number);
     let created = unix_now();
 
@@ -44,10 +36,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Response<ResponseBody>
             tool: tool.map(str::to_owned),
             pacing,
             usage,
-            include_usage: request
-                .stream_options
-                .and_then(|options| options.include_usage)
-                .unwrap_or(false),
+            include_usage: request.stream_options.and_then(|options| options.include_usage).unwrap_or(false),
         };
         let (response, sink) = event_stream(ctx.state);
         tokio::spawn(stream.run(sink));
@@ -72,10 +61,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Response<ResponseBody>
                     [ToolCall {
                         id: TOOL_CALL_ID,
                         kind: "function",
-                        function: FunctionCall {
-                            name,
-                            arguments: TOOL_CALL_ARGUMENTS,
-                        },
+                        function: FunctionCall { name, arguments: TOOL_CALL_ARGUMENTS },
                     }]
                 }),
             },
@@ -101,10 +87,7 @@ fn tool_to_call<'r>(
     if messages.last()?.role != "user" {
         return None;
     }
-    tools?
-        .iter()
-        .find_map(|tool| tool.function.as_ref())
-        .map(|function| function.name.as_ref())
+    tools?.iter().find_map(|tool| tool.function.as_ref()).map(|function| function.name.as_ref())
 }
 
 /// Everything a stream producer needs, owned so it can outlive the handler on its own task.
@@ -128,8 +111,7 @@ impl ChatStream {
 
     async fn produce(&self, sink: &SseSink) -> Result<End, Stop> {
         if let Some(name) = self.tool.as_deref() {
-            self.delta(sink, Delta::ToolCallStart { name }, None)
-                .await?;
+            self.delta(sink, Delta::ToolCallStart { name }, None).await?;
             self.delta(sink, Delta::ToolCallArguments, None).await?;
             self.delta(sink, Delta::Empty, Some("tool_calls")).await?;
         } else {
@@ -140,8 +122,7 @@ impl ChatStream {
                     return Ok(End::Cut);
                 }
                 sleep(pacing.chunk_delay).await;
-                self.delta(sink, Delta::Content(Text::Token(i)), None)
-                    .await?;
+                self.delta(sink, Delta::Content(Text::Token(i)), None).await?;
             }
             if pacing.cut_after(pacing.chunks) {
                 return Ok(End::Cut);
@@ -155,18 +136,8 @@ impl ChatStream {
         Ok(End::Finished)
     }
 
-    async fn delta(
-        &self,
-        sink: &SseSink,
-        delta: Delta<'_>,
-        finish_reason: Option<&'static str>,
-    ) -> Result<(), Stop> {
-        let choices = [ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: None,
-            finish_reason,
-        }];
+    async fn delta(&self, sink: &SseSink, delta: Delta<'_>, finish_reason: Option<&'static str>) -> Result<(), Stop> {
+        let choices = [ChunkChoice { index: 0, delta, logprobs: None, finish_reason }];
         sink.event(&self.chunk(&choices, None)).await
     }
 

@@ -27,10 +27,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Response<ResponseBody>
             model: request.model.into_owned(),
             pacing,
             usage,
-            include_usage: request
-                .stream_options
-                .and_then(|options| options.include_usage)
-                .unwrap_or(false),
+            include_usage: request.stream_options.and_then(|options| options.include_usage).unwrap_or(false),
         };
         let (response, sink) = event_stream(ctx.state);
         tokio::spawn(stream.run(sink));
@@ -38,12 +35,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Response<ResponseBody>
     }
 
     let text = completion_text(pacing.chunks);
-    let choices = [TextChoice {
-        text: Text::Str(&text),
-        index: 0,
-        logprobs: None,
-        finish_reason: Some("stop"),
-    }];
+    let choices = [TextChoice { text: Text::Str(&text), index: 0, logprobs: None, finish_reason: Some("stop") }];
     ok_json(&TextCompletion {
         id,
         object: "text_completion",
@@ -92,26 +84,12 @@ impl TextStream {
         Ok(End::Finished)
     }
 
-    async fn text(
-        &self,
-        sink: &SseSink,
-        text: Text<'_>,
-        finish_reason: Option<&'static str>,
-    ) -> Result<(), Stop> {
-        let choices = [TextChoice {
-            text,
-            index: 0,
-            logprobs: None,
-            finish_reason,
-        }];
+    async fn text(&self, sink: &SseSink, text: Text<'_>, finish_reason: Option<&'static str>) -> Result<(), Stop> {
+        let choices = [TextChoice { text, index: 0, logprobs: None, finish_reason }];
         sink.event(&self.chunk(&choices, None)).await
     }
 
-    fn chunk<'a>(
-        &'a self,
-        choices: &'a [TextChoice<'a>],
-        usage: Option<Usage>,
-    ) -> TextCompletion<'a> {
+    fn chunk<'a>(&'a self, choices: &'a [TextChoice<'a>], usage: Option<Usage>) -> TextCompletion<'a> {
         TextCompletion {
             id: self.id,
             object: "text_completion",

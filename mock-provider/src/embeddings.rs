@@ -20,19 +20,12 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Response<ResponseBody>
     let data = inputs
         .iter()
         .enumerate()
-        .map(|(index, input)| EmbeddingItem {
-            object: "embedding",
-            index,
-            embedding: embedding(input),
-        })
+        .map(|(index, input)| EmbeddingItem { object: "embedding", index, embedding: embedding(input) })
         .collect();
     ok_json(&EmbeddingList {
         object: "list",
         data,
         model: &request.model,
-        usage: EmbeddingUsage {
-            prompt_tokens,
-            total_tokens: prompt_tokens,
-        },
+        usage: EmbeddingUsage { prompt_tokens, total_tokens: prompt_tokens },
     })
 }

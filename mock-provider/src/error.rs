@@ -7,20 +7,8 @@ use crate::body::ResponseBody;
 use crate::server::json_response;
 use crate::wire::{ErrorDetail, ErrorEnvelope};
 
-fn render(
-    status: StatusCode,
-    message: &str,
-    kind: &'static str,
-    code: Option<&str>,
-) -> Response<ResponseBody> {
-    let envelope = ErrorEnvelope {
-        error: ErrorDetail {
-            message,
-            kind,
-            param: None,
-            code,
-        },
-    };
+fn render(status: StatusCode, message: &str, kind: &'static str, code: Option<&str>) -> Response<ResponseBody> {
+    let envelope = ErrorEnvelope { error: ErrorDetail { message, kind, param: None, code } };
     let body = serde_json::to_vec(&envelope).map_or_else(
         // Unreachable with these plain fields; a fixed body still keeps the response well-formed.
         |_| Bytes::from_static(br#"{"error":{"message":"mock error","type":"server_error","param":null,"code":null}}"#),
@@ -31,32 +19,17 @@ fn render(
 
 pub(crate) fn invalid_json(error: &serde_json::Error) -> Response<ResponseBody> {
     let message = format!("We could not parse the JSON body of your request: {error}");
-    render(
-        StatusCode::BAD_REQUEST,
-        &message,
-        "invalid_request_error",
-        None,
-    )
+    render(StatusCode::BAD_REQUEST, &message, "invalid_request_error", None)
 }
 
 pub(crate) fn invalid_api_key() -> Response<ResponseBody> {
-    render(
-        StatusCode::UNAUTHORIZED,
-        "Incorrect API key provided",
-        "invalid_request_error",
-        Some("invalid_api_key"),
-    )
+    render(StatusCode::UNAUTHORIZED, "Incorrect API key provided", "invalid_request_error", Some("invalid_api_key"))
 }
 
 /// `what` is `METHOD /path`, echoed like OpenAI's "Invalid URL" message.
 pub(crate) fn not_found(what: &str) -> Response<ResponseBody> {
     let message = format!("Invalid URL ({what})");
-    render(
-        StatusCode::NOT_FOUND,
-        &message,
-        "invalid_request_error",
-        None,
-    )
+    render(StatusCode::NOT_FOUND, &message, "invalid_request_error", None)
 }
 
 /// An injected failure. A status that is not a valid HTTP status becomes 500 but keeps its code, so the test
@@ -69,10 +42,5 @@ pub(crate) fn mock_status(status: u16) -> Response<ResponseBody> {
 
 /// A response body that failed to serialise, which the mock's own types never do.
 pub(crate) fn internal() -> Response<ResponseBody> {
-    render(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "mock could not encode its response",
-        "server_error",
-        None,
-    )
+    render(StatusCode::INTERNAL_SERVER_ERROR, "mock could not encode its response", "server_error", None)
 }

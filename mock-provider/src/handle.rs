@@ -39,11 +39,7 @@ impl RecordedRequest {
 
 impl MockHandle {
     pub(crate) fn new(addr: SocketAddr, state: Arc<State>, accept: JoinHandle<()>) -> Self {
-        Self {
-            addr,
-            state,
-            accept,
-        }
+        Self { addr, state, accept }
     }
 
     /// The address the listener is bound to (with the real port when bound to port 0).
@@ -66,11 +62,7 @@ impl MockHandle {
         Some(RecordedRequest {
             method: recorded.method.to_string(),
             path: recorded.uri.path().to_owned(),
-            authorization: recorded
-                .headers
-                .get(AUTHORIZATION)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned),
+            authorization: recorded.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()).map(str::to_owned),
             body: serde_json::from_slice(&recorded.body).unwrap_or(serde_json::Value::Null),
             headers: recorded.headers,
         })
@@ -123,12 +115,8 @@ impl MockHandle {
 /// Clients cannot connect to an unspecified address, so a wildcard bind is reached over loopback.
 fn connect_addr(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
-        }
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
         _ => addr,
     }
 }

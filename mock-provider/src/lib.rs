@@ -43,12 +43,7 @@ pub struct MockConfig {
 
 impl Default for MockConfig {
     fn default() -> Self {
-        Self {
-            chunks: 5,
-            chunk_delay: Duration::ZERO,
-            latency: Duration::ZERO,
-            api_key: None,
-        }
+        Self { chunks: 5, chunk_delay: Duration::ZERO, latency: Duration::ZERO, api_key: None }
     }
 }
 

@@ -33,9 +33,7 @@ fn main() -> ExitCode {
     if let Some(threads) = args.threads {
         builder.worker_threads(threads);
     }
-    let result = builder
-        .build()
-        .and_then(|runtime| runtime.block_on(run(args)));
+    let result = builder.build().and_then(|runtime| runtime.block_on(run(args)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -75,11 +73,7 @@ async fn wait_for_signal() -> std::io::Result<()> {
 
 /// `Ok(None)` asks for the usage text. Accepts `--flag value` and `--flag=value`.
 fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut args = Args {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        config: MockConfig::default(),
-        threads: None,
-    };
+    let mut args = Args { listen: SocketAddr::from(([127, 0, 0, 1], 0)), config: MockConfig::default(), threads: None };
     while let Some(arg) = raw.next() {
         if arg == "--help" || arg == "-h" {
             return Ok(None);
@@ -88,18 +82,11 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Option<Args>, Str
             Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
             None => (arg, None),
         };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| raw.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+        let mut value = || inline.clone().or_else(|| raw.next()).ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--listen" => args.listen = parse(&flag, &value()?)?,
             "--chunks" => args.config.chunks = parse(&flag, &value()?)?,
-            "--chunk-delay-ms" => {
-                args.config.chunk_delay = Duration::from_millis(parse(&flag, &value()?)?)
-            }
+            "--chunk-delay-ms" => args.config.chunk_delay = Duration::from_millis(parse(&flag, &value()?)?),
             "--latency-ms" => args.config.latency = Duration::from_millis(parse(&flag, &value()?)?),
             "--api-key" => args.config.api_key = Some(value()?),
             "--threads" => {
@@ -120,7 +107,5 @@ fn parse<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String>
 where
     T::Err: std::fmt::Display,
 {
-    value
-        .parse()
-        .map_err(|error| format!("invalid value {value:?} for {flag}: {error}"))
+    value.parse().map_err(|error| format!("invalid value {value:?} for {flag}: {error}"))
 }

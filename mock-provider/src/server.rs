@@ -65,10 +65,7 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) {
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| handle(Arc::clone(&state), request));
     // Errors here are clients going away or aborted streams; either way the connection is done.
-    let _ = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
 }
 
 enum Route {
@@ -110,10 +107,7 @@ impl Ctx<'_> {
     }
 
     /// Reads the body as `T`, or waits the configured latency and answers 400.
-    pub(crate) async fn parse<'b, T: Deserialize<'b>>(
-        &self,
-        body: &'b [u8],
-    ) -> Result<T, Response<ResponseBody>> {
+    pub(crate) async fn parse<'b, T: Deserialize<'b>>(&self, body: &'b [u8]) -> Result<T, Response<ResponseBody>> {
         match serde_json::from_slice(body) {
             Ok(request) => Ok(request),
             Err(error) => {
@@ -125,18 +119,11 @@ impl Ctx<'_> {
 
     /// Applies a request's `mock` overrides: waits its latency, answers its status if it asked for one, and
     /// otherwise returns how its tokens are to be paced.
-    pub(crate) async fn begin(
-        &self,
-        mock: Option<&MockOverrides>,
-    ) -> Result<Pacing, Response<ResponseBody>> {
+    pub(crate) async fn begin(&self, mock: Option<&MockOverrides>) -> Result<Pacing, Response<ResponseBody>> {
         let config = self.config();
         let Some(mock) = mock else {
             sleep(config.latency).await;
-            return Ok(Pacing {
-                chunks: config.chunks,
-                chunk_delay: config.chunk_delay,
-                fail_after: None,
-            });
+            return Ok(Pacing { chunks: config.chunks, chunk_delay: config.chunk_delay, fail_after: None });
         };
         self.pause(mock.latency_ms).await;
         if let Some(status) = mock.status {
@@ -144,9 +131,7 @@ impl Ctx<'_> {
         }
         Ok(Pacing {
             chunks: mock.chunks.unwrap_or(config.chunks),
-            chunk_delay: mock
-                .chunk_delay_ms
-                .map_or(config.chunk_delay, Duration::from_millis),
+            chunk_delay: mock.chunk_delay_ms.map_or(config.chunk_delay, Duration::from_millis),
             fail_after: mock.fail_after_chunks,
         })
     }
@@ -159,10 +144,7 @@ pub(crate) async fn sleep(duration: Duration) {
     }
 }
 
-async fn handle(
-    state: Arc<State>,
-    request: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
+async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
     let number = state.next_request();
     let (parts, body) = request.into_parts();
     // A body that fails to arrive means the client is gone; whatever we answer will not be read.
@@ -172,16 +154,8 @@ async fn handle(
     };
     let route = Route::of(&parts.method, parts.uri.path());
     let authorized = is_authorized(&state.config, &parts.headers);
-    state.record(Recorded {
-        method: parts.method,
-        uri: parts.uri,
-        headers: parts.headers,
-        body: body.clone(),
-    });
-    let ctx = Ctx {
-        state: &state,
-        number,
-    };
+    state.record(Recorded { method: parts.method, uri: parts.uri, headers: parts.headers, body: body.clone() });
+    let ctx = Ctx { state: &state, number };
 
     if let Some(failure) = state.failure() {
         return Ok(injected_failure(&ctx, failure).await);
@@ -230,15 +204,14 @@ async fn injected_failure(ctx: &Ctx<'_>, failure: Failure) -> Response<ResponseB
                 b"<html><body>mock garbage: this is not JSON</body></html>",
             )));
             // Claims JSON on purpose: the point is to exercise the caller's parse-failure path.
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
     }
 }
 
-const MODELS: &[u8] = br#"{"object":"list","data":[{"id":"mock-model","object":"model","created":0,"owned_by":"mock"}]}"#;
+const MODELS: &[u8] =
+    br#"{"object":"list","data":[{"id":"mock-model","object":"model","created":0,"owned_by":"mock"}]}"#;
 
 fn models() -> Response<ResponseBody> {
     json_response(StatusCode::OK, Bytes::from_static(MODELS))
@@ -255,8 +228,6 @@ pub(crate) fn ok_json(value: &impl Serialize) -> Response<ResponseBody> {
 pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

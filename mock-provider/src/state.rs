@@ -59,10 +59,7 @@ impl State {
 
     pub(crate) fn record(&self, recorded: Recorded) {
         let previous = {
-            let mut last = self
-                .last
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             last.replace(recorded)
         };
         // Freed outside the lock so concurrent requests do not wait on the deallocation.
@@ -70,10 +67,7 @@ impl State {
     }
 
     pub(crate) fn last(&self) -> Option<Recorded> {
-        self.last
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     pub(crate) fn connection_opened(&self) {

@@ -220,17 +220,11 @@ pub(crate) struct MockId {
 
 impl MockId {
     pub(crate) fn chat(number: u64) -> Self {
-        Self {
-            prefix: "chatcmpl-mock-",
-            number,
-        }
+        Self { prefix: "chatcmpl-mock-", number }
     }
 
     pub(crate) fn completion(number: u64) -> Self {
-        Self {
-            prefix: "cmpl-mock-",
-            number,
-        }
+        Self { prefix: "cmpl-mock-", number }
     }
 }
 
@@ -369,10 +363,7 @@ impl Serialize for Delta<'_> {
                     index: 0,
                     id: Some(TOOL_CALL_ID),
                     kind: Some("function"),
-                    function: StreamFunction {
-                        name: Some(name),
-                        arguments: "",
-                    },
+                    function: StreamFunction { name: Some(name), arguments: "" },
                 };
                 map.serialize_entry("tool_calls", &[call])?;
             }
@@ -381,10 +372,7 @@ impl Serialize for Delta<'_> {
                     index: 0,
                     id: None,
                     kind: None,
-                    function: StreamFunction {
-                        name: None,
-                        arguments: TOOL_CALL_ARGUMENTS,
-                    },
+                    function: StreamFunction { name: None, arguments: TOOL_CALL_ARGUMENTS },
                 };
                 map.serialize_entry("tool_calls", &[call])?;
             }
@@ -464,9 +452,7 @@ mod tests {
         assert_eq!(words_of(r#"["a b", "c"]"#), 3);
         assert_eq!(words_of("[[1, 2, 3]]"), 3);
         assert_eq!(
-            words_of(
-                r#"[{"type":"text","text":"two words"},{"type":"image_url","image_url":{"url":"x y z"}}]"#
-            ),
+            words_of(r#"[{"type":"text","text":"two words"},{"type":"image_url","image_url":{"url":"x y z"}}]"#),
             2
         );
     }
@@ -483,18 +469,12 @@ mod tests {
     fn deltas_match_openai_shapes() {
         let json = |delta: Delta<'_>| serde_json::to_string(&delta).unwrap();
         assert_eq!(json(Delta::Role), r#"{"role":"assistant","content":""}"#);
-        assert_eq!(
-            json(Delta::Content(Text::Token(2))),
-            r#"{"content":"tok2 "}"#
-        );
+        assert_eq!(json(Delta::Content(Text::Token(2))), r#"{"content":"tok2 "}"#);
         assert_eq!(json(Delta::Empty), "{}");
         assert_eq!(
             json(Delta::ToolCallStart { name: "f" }),
             r#"{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_mock_1","type":"function","function":{"name":"f","arguments":""}}]}"#
         );
-        assert_eq!(
-            json(Delta::ToolCallArguments),
-            r#"{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}"#
-        );
+        assert_eq!(json(Delta::ToolCallArguments), r#"{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}"#);
     }
 }

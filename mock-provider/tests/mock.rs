@@ -33,22 +33,14 @@ struct Client {
 impl Client {
     async fn connect(mock: &MockHandle) -> Self {
         let stream = TcpStream::connect(mock.addr()).await.unwrap();
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
         let connection = tokio::spawn(async move {
             let _ = connection.await;
         });
         Self { sender, connection }
     }
 
-    async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        auth: Option<&str>,
-        body: Bytes,
-    ) -> Response<Incoming> {
+    async fn send(&mut self, method: &str, path: &str, auth: Option<&str>, body: Bytes) -> Response<Incoming> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -58,15 +50,11 @@ impl Client {
             request = request.header("authorization", format!("Bearer {key}"));
         }
         self.sender.ready().await.unwrap();
-        self.sender
-            .send_request(request.body(Full::new(body)).unwrap())
-            .await
-            .unwrap()
+        self.sender.send_request(request.body(Full::new(body)).unwrap()).await.unwrap()
     }
 
     async fn post(&mut self, path: &str, body: Value) -> Response<Incoming> {
-        self.send("POST", path, None, Bytes::from(body.to_string()))
-            .await
+        self.send("POST", path, None, Bytes::from(body.to_string())).await
     }
 
     /// Closes the TCP connection, as a client that gives up does.
@@ -89,10 +77,7 @@ async fn sse_events(response: Response<Incoming>) -> Vec<String> {
     while let Some(frame) = body.frame().await {
         let data = frame.unwrap().into_data().unwrap();
         let text = std::str::from_utf8(&data).unwrap();
-        assert!(
-            text.ends_with("\n\n"),
-            "frame is not a whole event: {text:?}"
-        );
+        assert!(text.ends_with("\n\n"), "frame is not a whole event: {text:?}");
         for event in text.split_terminator("\n\n") {
             events.push(event.strip_prefix("data: ").unwrap().to_owned());
         }
@@ -101,11 +86,7 @@ async fn sse_events(response: Response<Incoming>) -> Vec<String> {
 }
 
 fn parsed(events: &[String]) -> Vec<Value> {
-    events
-        .iter()
-        .take_while(|event| *event != "[DONE]")
-        .map(|event| serde_json::from_str(event).unwrap())
-        .collect()
+    events.iter().take_while(|event| *event != "[DONE]").map(|event| serde_json::from_str(event).unwrap()).collect()
 }
 
 fn chat(stream: bool, extra: Value) -> Value {
@@ -131,12 +112,7 @@ async fn chat_answers_deterministically_with_usage() {
     let mock = spawn_mock(MockConfig::default()).await;
     let mut client = Client::connect(&mock).await;
 
-    let (status, body) = json_body(
-        client
-            .post("/v1/chat/completions", chat(false, json!({})))
-            .await,
-    )
-    .await;
+    let (status, body) = json_body(client.post("/v1/chat/completions", chat(false, json!({}))).await).await;
 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["id"], "chatcmpl-mock-1");
@@ -144,15 +120,9 @@ async fn chat_answers_deterministically_with_usage() {
     assert_eq!(body["model"], "gpt-test");
     assert_eq!(body["system_fingerprint"], "mock");
     assert_eq!(body["choices"][0]["message"]["role"], "assistant");
-    assert_eq!(
-        body["choices"][0]["message"]["content"],
-        "tok0 tok1 tok2 tok3 tok4 "
-    );
+    assert_eq!(body["choices"][0]["message"]["content"], "tok0 tok1 tok2 tok3 tok4 ");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
-    assert_eq!(
-        body["usage"],
-        json!({"prompt_tokens": 6, "completion_tokens": 5, "total_tokens": 11})
-    );
+    assert_eq!(body["usage"], json!({"prompt_tokens": 6, "completion_tokens": 5, "total_tokens": 11}));
 
     let recorded = mock.last_request().unwrap();
     assert_eq!(recorded.path, "/v1/chat/completions");
@@ -166,22 +136,12 @@ async fn stream_without_include_usage_has_no_usage() {
     let mock = spawn_mock(MockConfig::default()).await;
     let mut client = Client::connect(&mock).await;
 
-    let events = sse_events(
-        client
-            .post(
-                "/v1/chat/completions",
-                chat(true, json!({"mock": {"chunks": 3}})),
-            )
-            .await,
-    )
-    .await;
+    let events =
+        sse_events(client.post("/v1/chat/completions", chat(true, json!({"mock": {"chunks": 3}}))).await).await;
 
     assert_eq!(events.last().unwrap(), "[DONE]");
     let chunks = parsed(&events);
-    let deltas: Vec<&Value> = chunks
-        .iter()
-        .map(|chunk| &chunk["choices"][0]["delta"])
-        .collect();
+    let deltas: Vec<&Value> = chunks.iter().map(|chunk| &chunk["choices"][0]["delta"]).collect();
     assert_eq!(
         deltas,
         [
@@ -203,29 +163,18 @@ async fn stream_without_include_usage_has_no_usage() {
 
 #[tokio::test]
 async fn stream_with_include_usage_ends_with_a_usage_chunk() {
-    let mock = spawn_mock(MockConfig {
-        chunks: 2,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = spawn_mock(MockConfig { chunks: 2, ..MockConfig::default() }).await;
     let mut client = Client::connect(&mock).await;
 
     let body = chat(true, json!({"stream_options": {"include_usage": true}}));
     let events = sse_events(client.post("/v1/chat/completions", body).await).await;
 
-    assert_eq!(
-        events.len(),
-        6,
-        "role, 2 tokens, finish, usage, [DONE]: {events:?}"
-    );
+    assert_eq!(events.len(), 6, "role, 2 tokens, finish, usage, [DONE]: {events:?}");
     assert_eq!(events[5], "[DONE]");
     let chunks = parsed(&events);
     let usage = &chunks[4];
     assert_eq!(usage["choices"], json!([]));
-    assert_eq!(
-        usage["usage"],
-        json!({"prompt_tokens": 6, "completion_tokens": 2, "total_tokens": 8})
-    );
+    assert_eq!(usage["usage"], json!({"prompt_tokens": 6, "completion_tokens": 2, "total_tokens": 8}));
     for chunk in &chunks[..4] {
         assert_eq!(chunk["usage"], Value::Null);
         assert!(chunk.get("usage").is_some());
@@ -269,61 +218,30 @@ async fn streamed_tool_call_names_the_function() {
     let chunks = parsed(&sse_events(client.post("/v1/chat/completions", body).await).await);
 
     assert_eq!(chunks.len(), 3);
-    assert_eq!(
-        chunks[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"],
-        "lookup"
-    );
-    assert_eq!(
-        chunks[1]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"],
-        "{}"
-    );
+    assert_eq!(chunks[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"], "lookup");
+    assert_eq!(chunks[1]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"], "{}");
     assert_eq!(chunks[2]["choices"][0]["finish_reason"], "tool_calls");
 }
 
 #[tokio::test]
 async fn legacy_completions_whole_and_streamed() {
-    let mock = spawn_mock(MockConfig {
-        chunks: 3,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = spawn_mock(MockConfig { chunks: 3, ..MockConfig::default() }).await;
     let mut client = Client::connect(&mock).await;
 
-    let (status, body) = json_body(
-        client
-            .post(
-                "/v1/completions",
-                json!({"model": "m", "prompt": "one two"}),
-            )
-            .await,
-    )
-    .await;
+    let (status, body) =
+        json_body(client.post("/v1/completions", json!({"model": "m", "prompt": "one two"})).await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["object"], "text_completion");
     assert_eq!(body["id"], "cmpl-mock-1");
     assert_eq!(body["choices"][0]["text"], "tok0 tok1 tok2 ");
-    assert_eq!(
-        body["usage"],
-        json!({"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5})
-    );
+    assert_eq!(body["usage"], json!({"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}));
 
-    let streamed = json!({"model": "m", "prompt": "one two", "stream": true, "stream_options": {"include_usage": true}});
+    let streamed =
+        json!({"model": "m", "prompt": "one two", "stream": true, "stream_options": {"include_usage": true}});
     let events = sse_events(client.post("/v1/completions", streamed).await).await;
     let chunks = parsed(&events);
-    let texts: Vec<&Value> = chunks
-        .iter()
-        .filter_map(|chunk| chunk["choices"].get(0))
-        .map(|c| &c["text"])
-        .collect();
-    assert_eq!(
-        texts,
-        [
-            &json!("tok0 "),
-            &json!("tok1 "),
-            &json!("tok2 "),
-            &json!("")
-        ]
-    );
+    let texts: Vec<&Value> = chunks.iter().filter_map(|chunk| chunk["choices"].get(0)).map(|c| &c["text"]).collect();
+    assert_eq!(texts, [&json!("tok0 "), &json!("tok1 "), &json!("tok2 "), &json!("")]);
     assert_eq!(chunks.last().unwrap()["usage"]["total_tokens"], 5);
     assert_eq!(events.last().unwrap(), "[DONE]");
 }
@@ -339,20 +257,12 @@ async fn embeddings_are_deterministic_unit_vectors() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["object"], "list");
     assert_eq!(body["model"], "embed");
-    assert_eq!(
-        body["usage"],
-        json!({"prompt_tokens": 5, "total_tokens": 5})
-    );
+    assert_eq!(body["usage"], json!({"prompt_tokens": 5, "total_tokens": 5}));
     let data = body["data"].as_array().unwrap();
     assert_eq!(data.len(), 3);
     for (index, item) in data.iter().enumerate() {
         assert_eq!(item["index"], index);
-        let vector: Vec<f64> = item["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let vector: Vec<f64> = item["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         assert_eq!(vector.len(), 8);
         let norm = vector.iter().map(|v| v * v).sum::<f64>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4);
@@ -360,15 +270,8 @@ async fn embeddings_are_deterministic_unit_vectors() {
     assert_eq!(data[0]["embedding"], data[2]["embedding"]);
     assert_ne!(data[0]["embedding"], data[1]["embedding"]);
 
-    let (_, single) = json_body(
-        client
-            .post(
-                "/v1/embeddings",
-                json!({"model": "e", "input": "hello world"}),
-            )
-            .await,
-    )
-    .await;
+    let (_, single) =
+        json_body(client.post("/v1/embeddings", json!({"model": "e", "input": "hello world"})).await).await;
     assert_eq!(single["data"][0]["embedding"], data[0]["embedding"]);
 }
 
@@ -377,8 +280,7 @@ async fn models_lists_the_mock_model() {
     let mock = spawn_mock(MockConfig::default()).await;
     let mut client = Client::connect(&mock).await;
 
-    let (status, body) =
-        json_body(client.send("GET", "/v1/models", None, Bytes::new()).await).await;
+    let (status, body) = json_body(client.send("GET", "/v1/models", None, Bytes::new()).await).await;
 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"][0]["id"], "mock-model");
@@ -389,12 +291,7 @@ async fn status_override_answers_an_openai_error() {
     let mock = spawn_mock(MockConfig::default()).await;
     let mut client = Client::connect(&mock).await;
 
-    let response = client
-        .post(
-            "/v1/chat/completions",
-            chat(false, json!({"mock": {"status": 503}})),
-        )
-        .await;
+    let response = client.post("/v1/chat/completions", chat(false, json!({"mock": {"status": 503}}))).await;
     let (status, body) = json_body(response).await;
 
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -406,36 +303,19 @@ async fn status_override_answers_an_openai_error() {
 
 #[tokio::test]
 async fn wrong_api_key_is_rejected() {
-    let mock = spawn_mock(MockConfig {
-        api_key: Some("sk-upstream".into()),
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = spawn_mock(MockConfig { api_key: Some("sk-upstream".into()), ..MockConfig::default() }).await;
     let mut client = Client::connect(&mock).await;
     let body = Bytes::from(chat(false, json!({})).to_string());
 
     for auth in [None, Some("sk-wrong")] {
-        let (status, error) = json_body(
-            client
-                .send("POST", "/v1/chat/completions", auth, body.clone())
-                .await,
-        )
-        .await;
+        let (status, error) = json_body(client.send("POST", "/v1/chat/completions", auth, body.clone()).await).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(error["error"]["code"], "invalid_api_key");
         assert_eq!(error["error"]["message"], "Incorrect API key provided");
     }
-    let (status, _) = json_body(
-        client
-            .send("POST", "/v1/chat/completions", Some("sk-upstream"), body)
-            .await,
-    )
-    .await;
+    let (status, _) = json_body(client.send("POST", "/v1/chat/completions", Some("sk-upstream"), body).await).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        mock.last_request().unwrap().authorization.as_deref(),
-        Some("Bearer sk-upstream")
-    );
+    assert_eq!(mock.last_request().unwrap().authorization.as_deref(), Some("Bearer sk-upstream"));
     assert_eq!(mock.requests(), 3);
 }
 
@@ -448,14 +328,7 @@ async fn unknown_paths_and_bad_json_get_openai_errors() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["type"], "invalid_request_error");
 
-    let response = client
-        .send(
-            "POST",
-            "/v1/chat/completions",
-            None,
-            Bytes::from_static(b"{not json"),
-        )
-        .await;
+    let response = client.send("POST", "/v1/chat/completions", None, Bytes::from_static(b"{not json")).await;
     let (status, body) = json_body(response).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"]["message"].as_str().unwrap().contains("JSON"));
@@ -468,38 +341,24 @@ async fn injected_failures_apply_until_cleared() {
     let mut client = Client::connect(&mock).await;
 
     mock.set_failure(Some(Failure::Status(429)));
-    let (status, body) = json_body(
-        client
-            .post("/v1/chat/completions", chat(false, json!({})))
-            .await,
-    )
-    .await;
+    let (status, body) = json_body(client.post("/v1/chat/completions", chat(false, json!({}))).await).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(body["error"]["code"], "mock_status_429");
 
     mock.set_failure(Some(Failure::Garbage));
-    let response = client
-        .post("/v1/chat/completions", chat(false, json!({})))
-        .await;
+    let response = client.post("/v1/chat/completions", chat(false, json!({}))).await;
     assert_eq!(response.status(), StatusCode::OK);
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     assert!(serde_json::from_slice::<Value>(&bytes).is_err());
 
     mock.set_failure(None);
-    let (status, _) = json_body(
-        client
-            .post("/v1/chat/completions", chat(false, json!({})))
-            .await,
-    )
-    .await;
+    let (status, _) = json_body(client.post("/v1/chat/completions", chat(false, json!({}))).await).await;
     assert_eq!(status, StatusCode::OK);
 
     mock.set_failure(Some(Failure::Hang));
-    let hung = tokio::time::timeout(
-        Duration::from_millis(200),
-        client.post("/v1/chat/completions", chat(false, json!({}))),
-    )
-    .await;
+    let hung =
+        tokio::time::timeout(Duration::from_millis(200), client.post("/v1/chat/completions", chat(false, json!({}))))
+            .await;
     assert!(hung.is_err(), "a hanging mock answered");
 }
 
@@ -516,12 +375,8 @@ async fn client_leaving_mid_stream_counts_as_cancelled() {
     drop(body);
     client.disconnect();
 
-    tokio::time::timeout(WAIT, mock.wait_until(|mock| mock.cancelled_streams() == 1))
-        .await
-        .unwrap();
-    tokio::time::timeout(WAIT, mock.wait_until(|mock| mock.open_connections() == 0))
-        .await
-        .unwrap();
+    tokio::time::timeout(WAIT, mock.wait_until(|mock| mock.cancelled_streams() == 1)).await.unwrap();
+    tokio::time::timeout(WAIT, mock.wait_until(|mock| mock.open_connections() == 0)).await.unwrap();
 }
 
 #[tokio::test]
@@ -535,17 +390,13 @@ async fn fail_after_chunks_cuts_the_connection() {
     let mut received = String::new();
     let error = loop {
         match body.frame().await {
-            Some(Ok(frame)) => {
-                received.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap())
-            }
+            Some(Ok(frame)) => received.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap()),
             Some(Err(error)) => break error,
             None => panic!("stream ended cleanly: {received:?}"),
         }
     };
 
-    let cause = std::error::Error::source(&error)
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
     assert!(cause.contains("EOF"), "{error}: {cause}");
     assert!(received.contains("tok1 "), "{received:?}");
     assert!(!received.contains("tok2 "));
@@ -557,12 +408,7 @@ async fn keep_alive_reuses_one_connection_and_shutdown_closes_it() {
     let mock = spawn_mock(MockConfig::default()).await;
     let mut client = Client::connect(&mock).await;
     for _ in 0..3 {
-        let (status, _) = json_body(
-            client
-                .post("/v1/chat/completions", chat(false, json!({})))
-                .await,
-        )
-        .await;
+        let (status, _) = json_body(client.post("/v1/chat/completions", chat(false, json!({}))).await).await;
         assert_eq!(status, StatusCode::OK);
     }
     assert_eq!(mock.open_connections(), 1);
@@ -575,33 +421,17 @@ async fn keep_alive_reuses_one_connection_and_shutdown_closes_it() {
 
 #[tokio::test]
 async fn latency_delays_the_headers() {
-    let mock = spawn_mock(MockConfig {
-        latency: Duration::from_millis(100),
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = spawn_mock(MockConfig { latency: Duration::from_millis(100), ..MockConfig::default() }).await;
     let mut client = Client::connect(&mock).await;
 
     let started = std::time::Instant::now();
-    let (status, _) = json_body(
-        client
-            .post("/v1/chat/completions", chat(false, json!({})))
-            .await,
-    )
-    .await;
+    let (status, _) = json_body(client.post("/v1/chat/completions", chat(false, json!({}))).await).await;
     assert_eq!(status, StatusCode::OK);
     assert!(started.elapsed() >= Duration::from_millis(100));
 
     let started = std::time::Instant::now();
-    let (status, _) = json_body(
-        client
-            .post(
-                "/v1/chat/completions",
-                chat(false, json!({"mock": {"latency_ms": 0}})),
-            )
-            .await,
-    )
-    .await;
+    let (status, _) =
+        json_body(client.post("/v1/chat/completions", chat(false, json!({"mock": {"latency_ms": 0}}))).await).await;
     assert_eq!(status, StatusCode::OK);
     assert!(started.elapsed() < Duration::from_millis(100));
 }
@@ -614,24 +444,12 @@ async fn binary_prints_its_address_and_serves() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base_url = line
-        .trim()
-        .strip_prefix("mock provider listening on ")
-        .unwrap()
-        .to_owned();
-    let authority = base_url
-        .strip_prefix("http://")
-        .unwrap()
-        .strip_suffix("/v1")
-        .unwrap();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base_url = line.trim().strip_prefix("mock provider listening on ").unwrap().to_owned();
+    let authority = base_url.strip_prefix("http://").unwrap().strip_suffix("/v1").unwrap();
 
     let stream = TcpStream::connect(authority).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
     let request = Request::post("/v1/chat/completions")
         .header("host", authority)

@@ -38,7 +38,10 @@ impl ErrorBody {
 
     /// Serialises without a fallible path: the body holds only strings.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_else(|_| br#"{"error":{"message":"internal error","type":"api_error","param":null,"code":"internal_error"}}"#.to_vec())
+        serde_json::to_vec(self).unwrap_or_else(|_| {
+            br#"{"error":{"message":"internal error","type":"api_error","param":null,"code":"internal_error"}}"#
+                .to_vec()
+        })
     }
 }
 
@@ -48,11 +51,7 @@ mod tests {
 
     #[test]
     fn has_the_openai_shape() {
-        let body = ErrorBody::new(
-            "Invalid API key",
-            "invalid_request_error",
-            "invalid_api_key",
-        );
+        let body = ErrorBody::new("Invalid API key", "invalid_request_error", "invalid_api_key");
         let v: serde_json::Value = serde_json::from_slice(&body.to_json()).unwrap();
         assert_eq!(v["error"]["message"], "Invalid API key");
         assert_eq!(v["error"]["type"], "invalid_request_error");

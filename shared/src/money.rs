@@ -31,24 +31,15 @@ mod tests {
 
     #[test]
     fn cost_is_exact_and_rounds_half_up() {
-        let p = Price {
-            input_per_mtok: 2_500_000,
-            output_per_mtok: 10_000_000,
-        };
+        let p = Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000 };
         // 1000 * 2.5 + 500 * 10 = 7500 micro-units
         assert_eq!(p.cost(1000, 500), 7_500);
-        let tiny = Price {
-            input_per_mtok: 150_000,
-            output_per_mtok: 600_000,
-        };
+        let tiny = Price { input_per_mtok: 150_000, output_per_mtok: 600_000 };
         // 3 tokens * 0.15 = 0.45 micro -> 0; 4 * 0.15 = 0.6 -> 1
         assert_eq!(tiny.cost(3, 0), 0);
         assert_eq!(tiny.cost(4, 0), 1);
         // exactly half rounds up
-        let half = Price {
-            input_per_mtok: 500_000,
-            output_per_mtok: 0,
-        };
+        let half = Price { input_per_mtok: 500_000, output_per_mtok: 0 };
         assert_eq!(half.cost(1, 0), 1);
         assert_eq!(Price::default().cost(1_000_000, 1_000_000), 0);
     }

@@ -49,9 +49,7 @@ impl ApiKey {
 
     /// Parses a secret of the given prefix; rejects anything of another shape before it is hashed.
     pub fn parse(prefix: &'static str, s: &str) -> Result<Self, SecretFormatError> {
-        let body = s
-            .strip_prefix(prefix)
-            .ok_or(SecretFormatError::Prefix(prefix))?;
+        let body = s.strip_prefix(prefix).ok_or(SecretFormatError::Prefix(prefix))?;
         if body.len() != BODY_LEN {
             return Err(SecretFormatError::Length);
         }
@@ -141,29 +139,17 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_rejected() {
-        assert_eq!(
-            ApiKey::parse(API_KEY_PREFIX, "sk-other"),
-            Err(SecretFormatError::Prefix(API_KEY_PREFIX))
-        );
-        assert_eq!(
-            ApiKey::parse(API_KEY_PREFIX, "sk-sy-short"),
-            Err(SecretFormatError::Length)
-        );
+        assert_eq!(ApiKey::parse(API_KEY_PREFIX, "sk-other"), Err(SecretFormatError::Prefix(API_KEY_PREFIX)));
+        assert_eq!(ApiKey::parse(API_KEY_PREFIX, "sk-sy-short"), Err(SecretFormatError::Length));
         let bad = format!("sk-sy-{}", "!".repeat(BODY_LEN));
-        assert_eq!(
-            ApiKey::parse(API_KEY_PREFIX, &bad),
-            Err(SecretFormatError::Alphabet)
-        );
+        assert_eq!(ApiKey::parse(API_KEY_PREFIX, &bad), Err(SecretFormatError::Alphabet));
     }
 
     #[test]
     fn hash_round_trips_as_hex() {
         let h = KeyHash::of("abc");
         let json = serde_json::to_string(&h).unwrap();
-        assert_eq!(
-            json,
-            "\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\""
-        );
+        assert_eq!(json, "\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"");
         assert_eq!(serde_json::from_str::<KeyHash>(&json).unwrap(), h);
     }
 }

@@ -53,9 +53,7 @@ pub struct KeyEntry {
 
 impl KeyEntry {
     pub fn allows(&self, model: &str) -> bool {
-        self.allowed_models
-            .as_ref()
-            .is_none_or(|m| m.iter().any(|a| a == model))
+        self.allowed_models.as_ref().is_none_or(|m| m.iter().any(|a| a == model))
     }
 
     pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
@@ -92,10 +90,7 @@ impl fmt::Debug for ProviderEntry {
             .field("name", &self.name)
             .field("kind", &self.kind)
             .field("base_url", &self.base_url)
-            .field(
-                "credential",
-                &self.credential.as_ref().map(|_| "<redacted>"),
-            )
+            .field("credential", &self.credential.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -173,10 +168,7 @@ impl Snapshot {
             }
             for t in &m.targets {
                 if !providers.contains(&t.provider_id) {
-                    return Err(SnapshotError::UnknownProvider(
-                        m.name.clone(),
-                        t.provider_id,
-                    ));
+                    return Err(SnapshotError::UnknownProvider(m.name.clone(), t.provider_id));
                 }
                 if t.weight == 0 {
                     return Err(SnapshotError::ZeroWeight(m.name.clone()));
@@ -196,10 +188,7 @@ mod tests {
             schema: SNAPSHOT_SCHEMA,
             version: 7,
             created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-            teams: vec![TeamEntry {
-                id: 1,
-                name: "research".into(),
-            }],
+            teams: vec![TeamEntry { id: 1, name: "research".into() }],
             keys: vec![KeyEntry {
                 id: 10,
                 hash: KeyHash::of("k"),
@@ -217,10 +206,7 @@ mod tests {
             }],
             models: vec![ModelEntry {
                 name: "gpt-4o".into(),
-                price: Price {
-                    input_per_mtok: 2_500_000,
-                    output_per_mtok: 10_000_000,
-                },
+                price: Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000 },
                 targets: vec![TargetEntry {
                     provider_id: 3,
                     upstream_model: "gpt-4o-2024-08-06".into(),
@@ -259,10 +245,7 @@ mod tests {
     fn broken_references_are_refused() {
         let mut s = sample();
         s.models[0].targets[0].provider_id = 99;
-        assert_eq!(
-            s.validate(),
-            Err(SnapshotError::UnknownProvider("gpt-4o".into(), 99))
-        );
+        assert_eq!(s.validate(), Err(SnapshotError::UnknownProvider("gpt-4o".into(), 99)));
         let mut s = sample();
         s.keys[0].team_id = 2;
         assert_eq!(s.validate(), Err(SnapshotError::UnknownTeam(10, 2)));

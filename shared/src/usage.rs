@@ -91,10 +91,7 @@ mod tests {
             usage_source: UsageSource::Upstream,
             cost_micros: 225,
         };
-        let b = UsageBatch {
-            node_id: "n1".into(),
-            records: vec![r],
-        };
+        let b = UsageBatch { node_id: "n1".into(), records: vec![r] };
         let json = serde_json::to_string(&b).unwrap();
         assert!(json.contains("\"usage_source\":\"upstream\""));
         assert_eq!(serde_json::from_str::<UsageBatch>(&json).unwrap(), b);

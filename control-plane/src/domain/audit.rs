@@ -40,12 +40,7 @@ impl AuditEntry {
         target_id: impl ToString,
         detail: serde_json::Value,
     ) -> Self {
-        Self {
-            action,
-            target_type,
-            target_id: target_id.to_string(),
-            detail,
-        }
+        Self { action, target_type, target_id: target_id.to_string(), detail }
     }
 }
 

@@ -62,9 +62,7 @@ pub async fn ensure_operator(
             }
             t.to_owned()
         }
-        None => ApiKey::generate(OPERATOR_TOKEN_PREFIX, &mut rand::rng())
-            .expose()
-            .to_owned(),
+        None => ApiKey::generate(OPERATOR_TOKEN_PREFIX, &mut rand::rng()).expose().to_owned(),
     };
     let password = Alphanumeric.sample_string(&mut rand::rng(), PASSWORD_LEN);
     let to_hash = password.clone();

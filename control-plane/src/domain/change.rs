@@ -9,9 +9,8 @@ use std::ops::Deref;
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
-    ColumnTrait as _, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait as _, QueryFilter as _, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait as _,
+    ColumnTrait as _, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait as _,
+    QueryFilter as _, SqliteTransactionMode, TransactionOptions, TransactionTrait as _,
 };
 
 use super::audit::{self, Actor, AuditEntry};
@@ -20,8 +19,8 @@ use crate::entities::config_version;
 
 /// A transaction that will write: `IMMEDIATE` on SQLite, the default on Postgres.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    let sqlite_mode = (db.get_database_backend() == DatabaseBackend::Sqlite)
-        .then_some(SqliteTransactionMode::Immediate);
+    let sqlite_mode =
+        (db.get_database_backend() == DatabaseBackend::Sqlite).then_some(SqliteTransactionMode::Immediate);
     db.begin_with_options(TransactionOptions {
         isolation_level: None,
         access_mode: None,
@@ -44,19 +43,12 @@ impl Deref for Change {
 
 impl Change {
     pub async fn begin(store: &Store) -> Result<Self, DomainError> {
-        Ok(Self {
-            txn: begin_write(&store.db).await?,
-        })
+        Ok(Self { txn: begin_write(&store.db).await? })
     }
 
     /// Writes the audit row, bumps the version, commits, then asks the publisher to republish. Returns the new
     /// configuration version.
-    pub async fn commit(
-        self,
-        store: &Store,
-        actor: &Actor,
-        entry: AuditEntry,
-    ) -> Result<u64, DomainError> {
+    pub async fn commit(self, store: &Store, actor: &Actor, entry: AuditEntry) -> Result<u64, DomainError> {
         let now = Utc::now();
         tracing::info!(
             actor = actor.as_str(),
@@ -67,10 +59,7 @@ impl Change {
         );
         audit::record(&self.txn, actor, entry, now).await?;
         config_version::Entity::update_many()
-            .col_expr(
-                config_version::Column::Version,
-                Expr::col(config_version::Column::Version).add(1),
-            )
+            .col_expr(config_version::Column::Version, Expr::col(config_version::Column::Version).add(1))
             .filter(config_version::Column::Id.eq(config_version::ROW_ID))
             .exec(&self.txn)
             .await?;

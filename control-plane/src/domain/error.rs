@@ -8,10 +8,7 @@ use crate::crypto::CryptoError;
 pub enum DomainError {
     /// The input breaks a rule; `param` names the offending field, OpenAI style.
     #[error("{message}")]
-    Invalid {
-        param: Option<String>,
-        message: String,
-    },
+    Invalid { param: Option<String>, message: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     /// A uniqueness rule (slug, name) would be broken.
@@ -29,10 +26,7 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            param: Some(param.into()),
-            message: message.into(),
-        }
+        Self::Invalid { param: Some(param.into()), message: message.into() }
     }
 
     /// Turns a unique-constraint violation into [`DomainError::Conflict`]; any other error stays a database error.

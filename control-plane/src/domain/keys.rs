@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait as _, EntityTrait as _, IntoActiveModel as _,
-    QueryFilter as _, QueryOrder as _, Set,
+    ActiveModelTrait as _, ColumnTrait as _, EntityTrait as _, IntoActiveModel as _, QueryFilter as _, QueryOrder as _,
+    Set,
 };
 use serde::{Deserialize, Serialize};
 use switchyard_shared::ApiKey;
@@ -42,9 +42,7 @@ pub struct IssuedKey {
 
 impl std::fmt::Debug for IssuedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedKey")
-            .field("key", &self.key)
-            .finish_non_exhaustive()
+        f.debug_struct("IssuedKey").field("key", &self.key).finish_non_exhaustive()
     }
 }
 
@@ -77,24 +75,14 @@ impl TryFrom<api_keys::Model> for Key {
 pub(crate) fn decode_allowed_models(raw: Option<&str>) -> Result<Option<Vec<String>>, DomainError> {
     raw.map(serde_json::from_str::<Vec<String>>)
         .transpose()
-        .map_err(|e| {
-            DomainError::Internal(format!("api_keys.allowed_models is not a JSON array: {e}"))
-        })
+        .map_err(|e| DomainError::Internal(format!("api_keys.allowed_models is not a JSON array: {e}")))
 }
 
-pub async fn issue(
-    store: &Store,
-    actor: &Actor,
-    team_id: i64,
-    new: NewKey,
-) -> Result<IssuedKey, DomainError> {
+pub async fn issue(store: &Store, actor: &Actor, team_id: i64, new: NewKey) -> Result<IssuedKey, DomainError> {
     let now = Utc::now();
     let name = new.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(DomainError::invalid(
-            "name",
-            format!("name must be 1-{MAX_NAME_LEN} characters"),
-        ));
+        return Err(DomainError::invalid("name", format!("name must be 1-{MAX_NAME_LEN} characters")));
     }
     let allowed_models = match new.allowed_models {
         None => None,
@@ -107,12 +95,8 @@ pub async fn issue(
         Some(list) => {
             let mut names = Vec::with_capacity(list.len());
             for m in &list {
-                let name = ModelName::parse(m).map_err(|_| {
-                    DomainError::invalid(
-                        "allowed_models",
-                        format!("`{m}` is not a valid model name"),
-                    )
-                })?;
+                let name = ModelName::parse(m)
+                    .map_err(|_| DomainError::invalid("allowed_models", format!("`{m}` is not a valid model name")))?;
                 if !names.contains(&name.as_str().to_owned()) {
                     names.push(name.as_str().to_owned());
                 }
@@ -121,19 +105,12 @@ pub async fn issue(
         }
     };
     if new.expires_at.is_some_and(|t| t <= now) {
-        return Err(DomainError::invalid(
-            "expires_at",
-            "expires_at must be in the future",
-        ));
+        return Err(DomainError::invalid("expires_at", "expires_at must be in the future"));
     }
     let secret = ApiKey::generate(API_KEY_PREFIX, &mut rand::rng());
 
     let change = Change::begin(store).await?;
-    if teams::Entity::find_by_id(team_id)
-        .one(&*change)
-        .await?
-        .is_none()
-    {
+    if teams::Entity::find_by_id(team_id).one(&*change).await?.is_none() {
         return Err(DomainError::NotFound("team"));
     }
     let allowed_json = allowed_models
@@ -167,18 +144,11 @@ pub async fn issue(
         }),
     );
     change.commit(store, actor, entry).await?;
-    Ok(IssuedKey {
-        key: Key::try_from(row)?,
-        secret: secret.expose().to_owned(),
-    })
+    Ok(IssuedKey { key: Key::try_from(row)?, secret: secret.expose().to_owned() })
 }
 
 pub async fn list_for_team(store: &Store, team_id: i64) -> Result<Vec<Key>, DomainError> {
-    if teams::Entity::find_by_id(team_id)
-        .one(&store.db)
-        .await?
-        .is_none()
-    {
+    if teams::Entity::find_by_id(team_id).one(&store.db).await?.is_none() {
         return Err(DomainError::NotFound("team"));
     }
     api_keys::Entity::find()
@@ -194,10 +164,7 @@ pub async fn list_for_team(store: &Store, team_id: i64) -> Result<Vec<Key>, Doma
 /// Revokes a key. Revoking an already revoked key changes nothing and answers the key as it is.
 pub async fn revoke(store: &Store, actor: &Actor, key_id: i64) -> Result<Key, DomainError> {
     let change = Change::begin(store).await?;
-    let row = api_keys::Entity::find_by_id(key_id)
-        .one(&*change)
-        .await?
-        .ok_or(DomainError::NotFound("key"))?;
+    let row = api_keys::Entity::find_by_id(key_id).one(&*change).await?.ok_or(DomainError::NotFound("key"))?;
     if row.revoked_at.is_some() {
         return Key::try_from(row);
     }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, EntityTrait as _,
-    IntoActiveModel as _, QueryFilter as _, QueryOrder as _, QuerySelect as _, Set,
+    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, EntityTrait as _, IntoActiveModel as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _, Set,
 };
 use serde::{Deserialize, Serialize};
 
@@ -99,10 +99,7 @@ fn price(value: Option<i64>, param: &str) -> Result<i64, DomainError> {
                 "{param} is required (micro-units per million tokens); a model without a price is never served for free"
             ),
         )),
-        Some(p) if p < 0 => Err(DomainError::invalid(
-            param,
-            format!("{param} must not be negative"),
-        )),
+        Some(p) if p < 0 => Err(DomainError::invalid(param, format!("{param} must not be negative"))),
         Some(p) => Ok(p),
     }
 }
@@ -112,10 +109,7 @@ fn validate(input: &ModelInput) -> Result<Valid, DomainError> {
     let input_price = price(input.input_price_per_mtok, "input_price_per_mtok")?;
     let output_price = price(input.output_price_per_mtok, "output_price_per_mtok")?;
     if input.targets.is_empty() {
-        return Err(DomainError::invalid(
-            "targets",
-            "a model needs at least one target",
-        ));
+        return Err(DomainError::invalid("targets", "a model needs at least one target"));
     }
     let mut targets = Vec::with_capacity(input.targets.len());
     for (i, t) in input.targets.iter().enumerate() {
@@ -148,18 +142,10 @@ fn validate(input: &ModelInput) -> Result<Valid, DomainError> {
             priority: u32::try_from(priority).unwrap_or(0),
         });
     }
-    Ok(Valid {
-        name,
-        input_price,
-        output_price,
-        targets,
-    })
+    Ok(Valid { name, input_price, output_price, targets })
 }
 
-async fn check_providers(
-    conn: &impl ConnectionTrait,
-    targets: &[Target],
-) -> Result<(), DomainError> {
+async fn check_providers(conn: &impl ConnectionTrait, targets: &[Target]) -> Result<(), DomainError> {
     let wanted: Vec<i64> = targets.iter().map(|t| t.provider_id).collect();
     let existing: HashSet<i64> = providers::Entity::find()
         .select_only()
@@ -181,11 +167,7 @@ async fn check_providers(
     Ok(())
 }
 
-async fn insert_targets(
-    conn: &impl ConnectionTrait,
-    model_id: i64,
-    targets: &[Target],
-) -> Result<(), DomainError> {
+async fn insert_targets(conn: &impl ConnectionTrait, model_id: i64, targets: &[Target]) -> Result<(), DomainError> {
     let rows = targets.iter().map(|t| model_targets::ActiveModel {
         model_id: Set(model_id),
         provider_id: Set(t.provider_id),
@@ -194,9 +176,7 @@ async fn insert_targets(
         priority: Set(i32::try_from(t.priority).unwrap_or(i32::MAX)),
         ..Default::default()
     });
-    model_targets::Entity::insert_many(rows)
-        .exec_without_returning(conn)
-        .await?;
+    model_targets::Entity::insert_many(rows).exec_without_returning(conn).await?;
     Ok(())
 }
 
@@ -223,10 +203,7 @@ fn assemble(row: model_rows::Model, targets: Vec<Target>) -> Model {
 
 /// Every model with its targets (lowest priority first), ordered by id.
 pub(crate) async fn load_all(conn: &impl ConnectionTrait) -> Result<Vec<Model>, DomainError> {
-    let rows = model_rows::Entity::find()
-        .order_by_asc(model_rows::Column::Id)
-        .all(conn)
-        .await?;
+    let rows = model_rows::Entity::find().order_by_asc(model_rows::Column::Id).all(conn).await?;
     let mut targets: BTreeMap<i64, Vec<Target>> = BTreeMap::new();
     for t in model_targets::Entity::find()
         .order_by_asc(model_targets::Column::Priority)
@@ -245,10 +222,7 @@ pub(crate) async fn load_all(conn: &impl ConnectionTrait) -> Result<Vec<Model>, 
         .collect())
 }
 
-async fn load_one(
-    conn: &impl ConnectionTrait,
-    row: model_rows::Model,
-) -> Result<Model, DomainError> {
+async fn load_one(conn: &impl ConnectionTrait, row: model_rows::Model) -> Result<Model, DomainError> {
     let targets = model_targets::Entity::find()
         .filter(model_targets::Column::ModelId.eq(row.id))
         .order_by_asc(model_targets::Column::Priority)
@@ -298,32 +272,18 @@ pub async fn create(store: &Store, actor: &Actor, input: ModelInput) -> Result<M
 }
 
 /// Replaces a model's name, prices and targets.
-pub async fn replace(
-    store: &Store,
-    actor: &Actor,
-    id: i64,
-    input: ModelInput,
-) -> Result<Model, DomainError> {
+pub async fn replace(store: &Store, actor: &Actor, id: i64, input: ModelInput) -> Result<Model, DomainError> {
     let valid = validate(&input)?;
     let change = Change::begin(store).await?;
-    let row = model_rows::Entity::find_by_id(id)
-        .one(&*change)
-        .await?
-        .ok_or(DomainError::NotFound("model"))?;
+    let row = model_rows::Entity::find_by_id(id).one(&*change).await?.ok_or(DomainError::NotFound("model"))?;
     check_providers(&*change, &valid.targets).await?;
     let mut active = row.into_active_model();
     active.name = Set(valid.name.as_str().to_owned());
     active.input_price_per_mtok = Set(valid.input_price);
     active.output_price_per_mtok = Set(valid.output_price);
     active.updated_at = Set(Utc::now());
-    let row = active
-        .update(&*change)
-        .await
-        .map_err(|e| DomainError::on_unique(e, conflict(&valid.name)))?;
-    model_targets::Entity::delete_many()
-        .filter(model_targets::Column::ModelId.eq(id))
-        .exec(&*change)
-        .await?;
+    let row = active.update(&*change).await.map_err(|e| DomainError::on_unique(e, conflict(&valid.name)))?;
+    model_targets::Entity::delete_many().filter(model_targets::Column::ModelId.eq(id)).exec(&*change).await?;
     insert_targets(&*change, id, &valid.targets).await?;
     let model = load_one(&*change, row).await?;
     let entry = AuditEntry::new("model.replace", "model", model.id, audit_detail(&model));
@@ -333,22 +293,11 @@ pub async fn replace(
 
 pub async fn delete(store: &Store, actor: &Actor, id: i64) -> Result<(), DomainError> {
     let change = Change::begin(store).await?;
-    let row = model_rows::Entity::find_by_id(id)
-        .one(&*change)
-        .await?
-        .ok_or(DomainError::NotFound("model"))?;
+    let row = model_rows::Entity::find_by_id(id).one(&*change).await?.ok_or(DomainError::NotFound("model"))?;
     // Explicit rather than relying on ON DELETE CASCADE, which SQLite honours only with foreign_keys on.
-    model_targets::Entity::delete_many()
-        .filter(model_targets::Column::ModelId.eq(id))
-        .exec(&*change)
-        .await?;
+    model_targets::Entity::delete_many().filter(model_targets::Column::ModelId.eq(id)).exec(&*change).await?;
     model_rows::Entity::delete_by_id(id).exec(&*change).await?;
-    let entry = AuditEntry::new(
-        "model.delete",
-        "model",
-        id,
-        serde_json::json!({ "name": row.name }),
-    );
+    let entry = AuditEntry::new("model.delete", "model", id, serde_json::json!({ "name": row.name }));
     change.commit(store, actor, entry).await?;
     Ok(())
 }
@@ -390,28 +339,16 @@ mod tests {
 
         let mut i = input();
         i.output_price_per_mtok = None;
-        assert_eq!(
-            param(validate(&i).err().unwrap()).as_deref(),
-            Some("output_price_per_mtok")
-        );
+        assert_eq!(param(validate(&i).err().unwrap()).as_deref(), Some("output_price_per_mtok"));
         let mut i = input();
         i.input_price_per_mtok = Some(-1);
-        assert_eq!(
-            param(validate(&i).err().unwrap()).as_deref(),
-            Some("input_price_per_mtok")
-        );
+        assert_eq!(param(validate(&i).err().unwrap()).as_deref(), Some("input_price_per_mtok"));
         let mut i = input();
         i.targets.clear();
-        assert_eq!(
-            param(validate(&i).err().unwrap()).as_deref(),
-            Some("targets")
-        );
+        assert_eq!(param(validate(&i).err().unwrap()).as_deref(), Some("targets"));
         let mut i = input();
         i.targets[0].weight = Some(0);
-        assert_eq!(
-            param(validate(&i).err().unwrap()).as_deref(),
-            Some("targets[0].weight")
-        );
+        assert_eq!(param(validate(&i).err().unwrap()).as_deref(), Some("targets[0].weight"));
         let mut i = input();
         i.name = "has space".into();
         assert_eq!(param(validate(&i).err().unwrap()).as_deref(), Some("name"));

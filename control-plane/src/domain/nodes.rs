@@ -48,14 +48,8 @@ pub struct NodeList {
 }
 
 /// Records that a node polled holding `applied`.
-pub async fn record_poll(
-    store: &Store,
-    node: &NodeId,
-    applied: u64,
-    now: DateTime<Utc>,
-) -> Result<(), DomainError> {
-    let applied = i64::try_from(applied)
-        .map_err(|_| DomainError::invalid("applied", "applied is out of range"))?;
+pub async fn record_poll(store: &Store, node: &NodeId, applied: u64, now: DateTime<Utc>) -> Result<(), DomainError> {
+    let applied = i64::try_from(applied).map_err(|_| DomainError::invalid("applied", "applied is out of range"))?;
     let row = nodes::ActiveModel {
         id: Set(node.as_str().to_owned()),
         applied_version: Set(applied),
@@ -91,8 +85,5 @@ pub async fn list(store: &Store) -> Result<NodeList, DomainError> {
             }
         })
         .collect();
-    Ok(NodeList {
-        current_version: current,
-        data,
-    })
+    Ok(NodeList { current_version: current, data })
 }

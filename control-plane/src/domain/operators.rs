@@ -28,11 +28,7 @@ impl Operator {
 }
 
 /// Finds the live operator token whose hash matches `presented`.
-pub async fn authenticate(
-    store: &Store,
-    presented: &str,
-    now: DateTime<Utc>,
-) -> Result<Operator, DomainError> {
+pub async fn authenticate(store: &Store, presented: &str, now: DateTime<Utc>) -> Result<Operator, DomainError> {
     let hash = KeyHash::of(presented).to_hex();
     let token = admin_tokens::Entity::find()
         .filter(admin_tokens::Column::Hash.eq(hash))
@@ -40,16 +36,11 @@ pub async fn authenticate(
         .one(&store.db)
         .await?
         .ok_or(DomainError::Unauthenticated)?;
-    let user = users::Entity::find_by_id(token.user_id)
-        .one(&store.db)
-        .await?
-        .ok_or(DomainError::Unauthenticated)?;
+    let user = users::Entity::find_by_id(token.user_id).one(&store.db).await?.ok_or(DomainError::Unauthenticated)?;
     if user.disabled_at.is_some() || user.role != ROLE_OPERATOR {
         return Err(DomainError::Unauthenticated);
     }
-    let stale = token
-        .last_used_at
-        .is_none_or(|t| (now - t).num_seconds() >= LAST_USED_GRANULARITY_SECS);
+    let stale = token.last_used_at.is_none_or(|t| (now - t).num_seconds() >= LAST_USED_GRANULARITY_SECS);
     if stale {
         let touched = admin_tokens::Entity::update_many()
             .col_expr(admin_tokens::Column::LastUsedAt, Expr::val(now))
@@ -60,9 +51,5 @@ pub async fn authenticate(
             tracing::warn!(error = %e, token_id = token.id, "cannot record token use");
         }
     }
-    Ok(Operator {
-        token_id: token.id,
-        user_id: user.id,
-        prefix: token.prefix,
-    })
+    Ok(Operator { token_id: token.id, user_id: user.id, prefix: token.prefix })
 }

@@ -2,9 +2,7 @@
 //! answered back; only the snapshot carries it, decrypted, to the nodes.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait as _, EntityTrait as _, IntoActiveModel as _, QueryOrder as _, Set,
-};
+use sea_orm::{ActiveModelTrait as _, EntityTrait as _, IntoActiveModel as _, QueryOrder as _, Set};
 use serde::{Deserialize, Serialize};
 use switchyard_shared::snapshot::ProviderKind;
 
@@ -86,53 +84,34 @@ struct Valid {
 fn validate(input: &ProviderInput) -> Result<Valid, DomainError> {
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(DomainError::invalid(
-            "name",
-            format!("name must be 1-{MAX_NAME_LEN} characters"),
-        ));
+        return Err(DomainError::invalid("name", format!("name must be 1-{MAX_NAME_LEN} characters")));
     }
     let kind = match input.kind.as_deref() {
         None => ProviderKind::OpenaiCompatible,
         Some(k) => parse_kind(k).ok_or_else(|| {
-            DomainError::invalid(
-                "kind",
-                format!("unknown provider kind `{k}`; supported: openai_compatible"),
-            )
+            DomainError::invalid("kind", format!("unknown provider kind `{k}`; supported: openai_compatible"))
         })?,
     };
     let base_url = input.base_url.trim().trim_end_matches('/');
-    let host = base_url
-        .strip_prefix("https://")
-        .or_else(|| base_url.strip_prefix("http://"))
-        .unwrap_or_default();
+    let host = base_url.strip_prefix("https://").or_else(|| base_url.strip_prefix("http://")).unwrap_or_default();
     if host.is_empty()
         || host.starts_with('/')
         || base_url.len() > MAX_URL_LEN
-        || base_url
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
+        || base_url.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(DomainError::invalid(
             "base_url",
             "base_url must be an http:// or https:// URL, e.g. https://api.openai.com/v1",
         ));
     }
-    Ok(Valid {
-        name: name.to_owned(),
-        kind,
-        base_url: base_url.to_owned(),
-    })
+    Ok(Valid { name: name.to_owned(), kind, base_url: base_url.to_owned() })
 }
 
 fn conflict(name: &str) -> impl FnOnce() -> String + '_ {
     move || format!("a provider named `{name}` already exists")
 }
 
-pub async fn create(
-    store: &Store,
-    actor: &Actor,
-    input: ProviderInput,
-) -> Result<Provider, DomainError> {
+pub async fn create(store: &Store, actor: &Actor, input: ProviderInput) -> Result<Provider, DomainError> {
     let valid = validate(&input)?;
     let ciphertext = match input.api_key.as_deref() {
         None | Some("") => None,
@@ -167,12 +146,7 @@ pub async fn create(
     Ok(row.into())
 }
 
-pub async fn update(
-    store: &Store,
-    actor: &Actor,
-    id: i64,
-    input: ProviderInput,
-) -> Result<Provider, DomainError> {
+pub async fn update(store: &Store, actor: &Actor, id: i64, input: ProviderInput) -> Result<Provider, DomainError> {
     let valid = validate(&input)?;
     let ciphertext = match input.api_key.as_deref() {
         None => None,
@@ -180,10 +154,7 @@ pub async fn update(
         Some(k) => Some(Some(store.cipher.encrypt(k)?)),
     };
     let change = Change::begin(store).await?;
-    let row = providers::Entity::find_by_id(id)
-        .one(&*change)
-        .await?
-        .ok_or(DomainError::NotFound("provider"))?;
+    let row = providers::Entity::find_by_id(id).one(&*change).await?.ok_or(DomainError::NotFound("provider"))?;
     let mut active = row.into_active_model();
     active.name = Set(valid.name.clone());
     active.kind = Set(kind_str(valid.kind).to_owned());
@@ -193,10 +164,7 @@ pub async fn update(
         active.credential_ciphertext = Set(c);
     }
     active.updated_at = Set(Utc::now());
-    let row = active
-        .update(&*change)
-        .await
-        .map_err(|e| DomainError::on_unique(e, conflict(&valid.name)))?;
+    let row = active.update(&*change).await.map_err(|e| DomainError::on_unique(e, conflict(&valid.name)))?;
     let entry = AuditEntry::new(
         "provider.update",
         "provider",
@@ -214,10 +182,7 @@ pub async fn update(
 }
 
 pub async fn list(store: &Store) -> Result<Vec<Provider>, DomainError> {
-    let rows = providers::Entity::find()
-        .order_by_asc(providers::Column::Id)
-        .all(&store.db)
-        .await?;
+    let rows = providers::Entity::find().order_by_asc(providers::Column::Id).all(&store.db).await?;
     Ok(rows.into_iter().map(Provider::from).collect())
 }
 
@@ -236,12 +201,7 @@ mod tests {
 
     #[test]
     fn base_urls_are_checked_and_normalised() {
-        assert_eq!(
-            validate(&input("https://api.openai.com/v1/"))
-                .unwrap()
-                .base_url,
-            "https://api.openai.com/v1"
-        );
+        assert_eq!(validate(&input("https://api.openai.com/v1/")).unwrap().base_url, "https://api.openai.com/v1");
         assert!(validate(&input("ftp://x")).is_err());
         assert!(validate(&input("https://")).is_err());
         assert!(validate(&input("http://a b")).is_err());

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    AccessMode, ColumnTrait as _, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait as _, IsolationLevel, QueryFilter as _, QueryOrder as _, TransactionTrait as _,
+    AccessMode, ColumnTrait as _, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait as _,
+    IsolationLevel, QueryFilter as _, QueryOrder as _, TransactionTrait as _,
 };
 use switchyard_shared::money::Price;
 use switchyard_shared::protocol::body_digest;
@@ -95,34 +95,20 @@ pub async fn current_version(conn: &impl ConnectionTrait) -> Result<u64, DomainE
 }
 
 /// Builds the snapshot of the committed configuration, reading everything in one consistent transaction.
-pub async fn build(
-    db: &DatabaseConnection,
-    cipher: &Cipher,
-    now: DateTime<Utc>,
-) -> Result<Snapshot, DomainError> {
+pub async fn build(db: &DatabaseConnection, cipher: &Cipher, now: DateTime<Utc>) -> Result<Snapshot, DomainError> {
     let txn = if db.get_database_backend() == DatabaseBackend::Postgres {
-        db.begin_with_config(
-            Some(IsolationLevel::RepeatableRead),
-            Some(AccessMode::ReadOnly),
-        )
-        .await?
+        db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await?
     } else {
         db.begin().await?
     };
     let version = current_version(&txn).await?;
-    let team_rows = teams::Entity::find()
-        .order_by_asc(teams::Column::Id)
-        .all(&txn)
-        .await?;
+    let team_rows = teams::Entity::find().order_by_asc(teams::Column::Id).all(&txn).await?;
     let key_rows = api_keys::Entity::find()
         .filter(api_keys::Column::RevokedAt.is_null())
         .order_by_asc(api_keys::Column::Id)
         .all(&txn)
         .await?;
-    let provider_rows = providers::Entity::find()
-        .order_by_asc(providers::Column::Id)
-        .all(&txn)
-        .await?;
+    let provider_rows = providers::Entity::find().order_by_asc(providers::Column::Id).all(&txn).await?;
     let models = load_all(&txn).await?;
     txn.commit().await?;
 
@@ -130,9 +116,8 @@ pub async fn build(
         .into_iter()
         .map(|k| {
             Ok(KeyEntry {
-                hash: KeyHash::from_hex(&k.hash).map_err(|_| {
-                    DomainError::Internal(format!("api key {} has a malformed hash", k.id))
-                })?,
+                hash: KeyHash::from_hex(&k.hash)
+                    .map_err(|_| DomainError::Internal(format!("api key {} has a malformed hash", k.id)))?,
                 allowed_models: decode_allowed_models(k.allowed_models.as_deref())?,
                 id: k.id,
                 team_id: k.team_id,
@@ -145,11 +130,7 @@ pub async fn build(
         .into_iter()
         .map(|p| {
             Ok(ProviderEntry {
-                credential: p
-                    .credential_ciphertext
-                    .as_deref()
-                    .map(|c| cipher.decrypt(c))
-                    .transpose()?,
+                credential: p.credential_ciphertext.as_deref().map(|c| cipher.decrypt(c)).transpose()?,
                 kind: parse_kind(&p.kind).unwrap_or(ProviderKind::Unsupported),
                 id: p.id,
                 name: p.name,
@@ -161,23 +142,14 @@ pub async fn build(
         schema: SNAPSHOT_SCHEMA,
         version,
         created_at: now,
-        teams: team_rows
-            .into_iter()
-            .map(|t| TeamEntry {
-                id: t.id,
-                name: t.name,
-            })
-            .collect(),
+        teams: team_rows.into_iter().map(|t| TeamEntry { id: t.id, name: t.name }).collect(),
         keys,
         providers,
         models: models
             .into_iter()
             .map(|m| ModelEntry {
                 name: m.name,
-                price: Price {
-                    input_per_mtok: m.input_price_per_mtok,
-                    output_per_mtok: m.output_price_per_mtok,
-                },
+                price: Price { input_per_mtok: m.input_price_per_mtok, output_per_mtok: m.output_price_per_mtok },
                 targets: m
                     .targets
                     .into_iter()
@@ -191,26 +163,17 @@ pub async fn build(
             })
             .collect(),
     };
-    snapshot
-        .validate()
-        .map_err(|e| DomainError::Internal(format!("the built snapshot is inconsistent: {e}")))?;
+    snapshot.validate().map_err(|e| DomainError::Internal(format!("the built snapshot is inconsistent: {e}")))?;
     Ok(snapshot)
 }
 
 /// Serialises a snapshot once, with its digest.
 pub fn serialise(snapshot: &Snapshot) -> Result<Published, DomainError> {
     let body = serde_json::to_vec(snapshot).map_err(|e| DomainError::Internal(e.to_string()))?;
-    Ok(Published {
-        version: snapshot.version,
-        sha256: body_digest(&body),
-        body: Bytes::from(body),
-    })
+    Ok(Published { version: snapshot.version, sha256: body_digest(&body), body: Bytes::from(body) })
 }
 
-async fn build_published(
-    db: &DatabaseConnection,
-    cipher: &Cipher,
-) -> Result<Published, DomainError> {
+async fn build_published(db: &DatabaseConnection, cipher: &Cipher) -> Result<Published, DomainError> {
     serialise(&build(db, cipher, Utc::now()).await?)
 }
 
@@ -231,11 +194,7 @@ pub async fn start(
     mut stopping: watch::Receiver<bool>,
 ) -> Result<Publisher, DomainError> {
     let first = build_published(&db, &cipher).await?;
-    tracing::info!(
-        version = first.version,
-        bytes = first.body.len(),
-        "snapshot published"
-    );
+    tracing::info!(version = first.version, bytes = first.body.len(), "snapshot published");
     let (tx, rx) = watch::channel(Arc::new(first));
     let republish = Republish::default();
     let doorbell = republish.clone();
@@ -258,11 +217,7 @@ pub async fn start(
             }
             match build_published(&db, &cipher).await {
                 Ok(p) if p.version > tx.borrow().version => {
-                    tracing::info!(
-                        version = p.version,
-                        bytes = p.body.len(),
-                        "snapshot published"
-                    );
+                    tracing::info!(version = p.version, bytes = p.body.len(), "snapshot published");
                     tx.send_replace(Arc::new(p));
                 }
                 Ok(_) => {}
@@ -273,11 +228,7 @@ pub async fn start(
             }
         }
     });
-    Ok(Publisher {
-        feed: SnapshotFeed { rx },
-        republish,
-        task,
-    })
+    Ok(Publisher { feed: SnapshotFeed { rx }, republish, task })
 }
 
 /// `error: cause: cause` in one line, for logs.

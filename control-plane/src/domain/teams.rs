@@ -22,12 +22,7 @@ pub struct Team {
 
 impl From<teams::Model> for Team {
     fn from(m: teams::Model) -> Self {
-        Self {
-            id: m.id,
-            name: m.name,
-            slug: m.slug,
-            created_at: m.created_at,
-        }
+        Self { id: m.id, name: m.name, slug: m.slug, created_at: m.created_at }
     }
 }
 
@@ -46,8 +41,7 @@ impl TeamSlug {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         let ok = !s.is_empty()
             && s.len() <= MAX_SLUG_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-');
         if ok {
@@ -71,12 +65,8 @@ impl TeamSlug {
             }
         }
         let slug: String = slug.chars().take(MAX_SLUG_LEN).collect();
-        Self::parse(slug.trim_end_matches('-')).map_err(|_| {
-            DomainError::invalid(
-                "slug",
-                "cannot derive a slug from this name; give one explicitly",
-            )
-        })
+        Self::parse(slug.trim_end_matches('-'))
+            .map_err(|_| DomainError::invalid("slug", "cannot derive a slug from this name; give one explicitly"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -87,10 +77,7 @@ impl TeamSlug {
 fn parse_name(name: &str) -> Result<String, DomainError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(DomainError::invalid(
-            "name",
-            format!("name must be 1-{MAX_NAME_LEN} characters"),
-        ));
+        return Err(DomainError::invalid("name", format!("name must be 1-{MAX_NAME_LEN} characters")));
     }
     Ok(name.to_owned())
 }
@@ -110,35 +97,20 @@ pub async fn create(store: &Store, actor: &Actor, new: NewTeam) -> Result<Team, 
     }
     .insert(&*change)
     .await
-    .map_err(|e| {
-        DomainError::on_unique(e, || {
-            format!("a team with slug `{}` already exists", slug.as_str())
-        })
-    })?;
-    let entry = AuditEntry::new(
-        "team.create",
-        "team",
-        team.id,
-        serde_json::json!({ "name": team.name, "slug": team.slug }),
-    );
+    .map_err(|e| DomainError::on_unique(e, || format!("a team with slug `{}` already exists", slug.as_str())))?;
+    let entry =
+        AuditEntry::new("team.create", "team", team.id, serde_json::json!({ "name": team.name, "slug": team.slug }));
     change.commit(store, actor, entry).await?;
     Ok(team.into())
 }
 
 pub async fn list(store: &Store) -> Result<Vec<Team>, DomainError> {
-    let rows = teams::Entity::find()
-        .order_by_asc(teams::Column::Id)
-        .all(&store.db)
-        .await?;
+    let rows = teams::Entity::find().order_by_asc(teams::Column::Id).all(&store.db).await?;
     Ok(rows.into_iter().map(Team::from).collect())
 }
 
 pub async fn get(store: &Store, id: i64) -> Result<Team, DomainError> {
-    teams::Entity::find_by_id(id)
-        .one(&store.db)
-        .await?
-        .map(Team::from)
-        .ok_or(DomainError::NotFound("team"))
+    teams::Entity::find_by_id(id).one(&store.db).await?.map(Team::from).ok_or(DomainError::NotFound("team"))
 }
 
 #[cfg(test)]
@@ -147,10 +119,7 @@ mod tests {
 
     #[test]
     fn slugs_are_derived_from_names() {
-        assert_eq!(
-            TeamSlug::from_name("  Research & Dev! ").unwrap().as_str(),
-            "research-dev"
-        );
+        assert_eq!(TeamSlug::from_name("  Research & Dev! ").unwrap().as_str(), "research-dev");
         assert!(TeamSlug::from_name("日本").is_err());
         assert!(TeamSlug::parse("Bad Slug").is_err());
         assert!(TeamSlug::parse("-x").is_err());

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, Func};
 use sea_orm::{
-    ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, QueryFilter as _,
-    QueryOrder as _, QuerySelect as _, Set, TryInsertResult,
+    ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _, Set, TryInsertResult,
 };
 use serde::{Deserialize, Serialize};
 use switchyard_shared::usage::UsageSource;
@@ -73,15 +73,9 @@ pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, Domain
     let mut stored = 0u64;
     let mut records = batch.records.into_iter().peekable();
     while records.peek().is_some() {
-        let chunk: Vec<_> = records
-            .by_ref()
-            .take(INSERT_CHUNK)
-            .map(|r| to_row(r, now))
-            .collect();
-        let inserted = usage_records::Entity::insert_many(chunk)
-            .on_conflict_do_nothing()
-            .exec_without_returning(&txn)
-            .await?;
+        let chunk: Vec<_> = records.by_ref().take(INSERT_CHUNK).map(|r| to_row(r, now)).collect();
+        let inserted =
+            usage_records::Entity::insert_many(chunk).on_conflict_do_nothing().exec_without_returning(&txn).await?;
         stored += match inserted {
             TryInsertResult::Inserted(n) => n,
             TryInsertResult::Conflicted | TryInsertResult::Empty => 0,
@@ -89,11 +83,7 @@ pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, Domain
     }
     txn.commit().await?;
     tracing::info!(node_id = %batch.node_id, received, stored, "usage batch stored");
-    Ok(UsageAck {
-        received,
-        stored,
-        duplicates: received.saturating_sub(stored),
-    })
+    Ok(UsageAck { received, stored, duplicates: received.saturating_sub(stored) })
 }
 
 /// Query string of `GET /usage`. `from` is inclusive, `to` exclusive.
@@ -171,11 +161,7 @@ fn condition(f: &UsageFilter) -> Condition {
 }
 
 fn sum_i64(col: usage_records::Column) -> Expr {
-    Func::cast_as(
-        Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]),
-        Alias::new("BIGINT"),
-    )
-    .into()
+    Func::cast_as(Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]), Alias::new("BIGINT")).into()
 }
 
 async fn totals(conn: &impl ConnectionTrait, cond: Condition) -> Result<UsageTotals, DomainError> {
@@ -191,12 +177,7 @@ async fn totals(conn: &impl ConnectionTrait, cond: Condition) -> Result<UsageTot
         .one(conn)
         .await?
         .unwrap_or_default();
-    Ok(UsageTotals {
-        requests: row.0,
-        prompt_tokens: row.1,
-        completion_tokens: row.2,
-        cost_micros: row.3,
-    })
+    Ok(UsageTotals { requests: row.0, prompt_tokens: row.1, completion_tokens: row.2, cost_micros: row.3 })
 }
 
 /// Records matching the filter, newest first (by `started_at`, then id), with totals over the whole filter.
@@ -204,10 +185,7 @@ pub async fn query(store: &Store, filter: UsageFilter) -> Result<UsagePage, Doma
     use usage_records::Column as C;
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(DomainError::invalid(
-            "limit",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
+        return Err(DomainError::invalid("limit", format!("limit must be between 1 and {MAX_LIMIT}")));
     }
     if let (Some(from), Some(to)) = (filter.from, filter.to)
         && from > to
@@ -224,11 +202,7 @@ pub async fn query(store: &Store, filter: UsageFilter) -> Result<UsagePage, Doma
         page_cond = page_cond.add(
             Condition::any()
                 .add(C::StartedAt.lt(anchor.started_at))
-                .add(
-                    Condition::all()
-                        .add(C::StartedAt.eq(anchor.started_at))
-                        .add(C::Id.lt(before)),
-                ),
+                .add(Condition::all().add(C::StartedAt.eq(anchor.started_at)).add(C::Id.lt(before))),
         );
     }
     let rows = usage_records::Entity::find()
@@ -238,8 +212,5 @@ pub async fn query(store: &Store, filter: UsageFilter) -> Result<UsagePage, Doma
         .limit(limit)
         .all(&store.db)
         .await?;
-    Ok(UsagePage {
-        data: rows.into_iter().map(StoredUsage::from).collect(),
-        totals: totals(&store.db, cond).await?,
-    })
+    Ok(UsagePage { data: rows.into_iter().map(StoredUsage::from).collect(), totals: totals(&store.db, cond).await? })
 }

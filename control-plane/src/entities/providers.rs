@@ -24,10 +24,7 @@ impl std::fmt::Debug for Model {
             .field("name", &self.name)
             .field("kind", &self.kind)
             .field("base_url", &self.base_url)
-            .field(
-                "credential_ciphertext",
-                &self.credential_ciphertext.as_ref().map(|_| "<redacted>"),
-            )
+            .field("credential_ciphertext", &self.credential_ciphertext.as_ref().map(|_| "<redacted>"))
             .finish_non_exhaustive()
     }
 }

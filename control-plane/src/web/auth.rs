@@ -21,20 +21,13 @@ use crate::domain::operators::{self, Operator};
 fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
 }
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
-        .ok_or_else(|| {
-            ApiError::Domain(crate::domain::DomainError::Internal(
-                "missing app state".into(),
-            ))
-        })
+        .ok_or_else(|| ApiError::Domain(crate::domain::DomainError::Internal("missing app state".into())))
 }
 
 /// An authenticated operator, extracted from `Authorization: Bearer <operator token>`.
@@ -59,15 +52,10 @@ impl FromRequest for OperatorAuth {
         Box::pin(async move {
             let token = token.ok_or(ApiError::Unauthorized("operator token"))?;
             let state = state?;
-            operators::authenticate(&state.store, &token, Utc::now())
-                .await
-                .map(OperatorAuth)
-                .map_err(|e| match e {
-                    crate::domain::DomainError::Unauthenticated => {
-                        ApiError::Unauthorized("operator token")
-                    }
-                    other => ApiError::Domain(other),
-                })
+            operators::authenticate(&state.store, &token, Utc::now()).await.map(OperatorAuth).map_err(|e| match e {
+                crate::domain::DomainError::Unauthenticated => ApiError::Unauthorized("operator token"),
+                other => ApiError::Domain(other),
+            })
         })
     }
 }

@@ -37,33 +37,21 @@ impl ApiError {
                     None => body,
                 }
             }
-            Self::Domain(e @ DomainError::NotFound(_)) => {
-                ErrorBody::new(e.to_string(), INVALID_REQUEST, "not_found")
+            Self::Domain(e @ DomainError::NotFound(_)) => ErrorBody::new(e.to_string(), INVALID_REQUEST, "not_found"),
+            Self::Domain(DomainError::Conflict(m)) => ErrorBody::new(m.clone(), INVALID_REQUEST, "conflict"),
+            Self::Domain(DomainError::Unauthenticated) => {
+                ErrorBody::new("invalid or revoked credentials", INVALID_REQUEST, "invalid_api_key")
             }
-            Self::Domain(DomainError::Conflict(m)) => {
-                ErrorBody::new(m.clone(), INVALID_REQUEST, "conflict")
+            Self::Domain(DomainError::Db(_) | DomainError::Crypto(_) | DomainError::Internal(_)) => {
+                ErrorBody::new("the control plane failed to handle the request", "api_error", "internal_error")
             }
-            Self::Domain(DomainError::Unauthenticated) => ErrorBody::new(
-                "invalid or revoked credentials",
-                INVALID_REQUEST,
-                "invalid_api_key",
-            ),
-            Self::Domain(
-                DomainError::Db(_) | DomainError::Crypto(_) | DomainError::Internal(_),
-            ) => ErrorBody::new(
-                "the control plane failed to handle the request",
-                "api_error",
-                "internal_error",
-            ),
             Self::Unauthorized(what) => ErrorBody::new(
                 format!("invalid or missing {what}; send `Authorization: Bearer <token>`"),
                 INVALID_REQUEST,
                 "invalid_api_key",
             ),
             Self::BadRequest(m) => ErrorBody::new(m.clone(), INVALID_REQUEST, "invalid_request"),
-            Self::PayloadTooLarge(_) => {
-                ErrorBody::new(self.to_string(), INVALID_REQUEST, "payload_too_large")
-            }
+            Self::PayloadTooLarge(_) => ErrorBody::new(self.to_string(), INVALID_REQUEST, "payload_too_large"),
             Self::RouteNotFound => ErrorBody::new(self.to_string(), INVALID_REQUEST, "not_found"),
         }
     }
@@ -72,18 +60,14 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Domain(DomainError::Invalid { .. }) | Self::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::Domain(DomainError::Invalid { .. }) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Domain(DomainError::NotFound(_)) | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::Domain(DomainError::Conflict(_)) => StatusCode::CONFLICT,
-            Self::Domain(DomainError::Unauthenticated) | Self::Unauthorized(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::Domain(DomainError::Unauthenticated) | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Domain(
-                DomainError::Db(_) | DomainError::Crypto(_) | DomainError::Internal(_),
-            ) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Domain(DomainError::Db(_) | DomainError::Crypto(_) | DomainError::Internal(_)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -94,29 +78,24 @@ impl ResponseError for ApiError {
         } else {
             tracing::debug!(error = %self, status = status.as_u16(), "request refused");
         }
-        HttpResponse::build(status)
-            .insert_header(ContentType::json())
-            .body(self.body().to_json())
+        HttpResponse::build(status).insert_header(ContentType::json()).body(self.body().to_json())
     }
 }
 
 pub fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(move |err, _req| {
-            let api = match err {
-                JsonPayloadError::Overflow { .. }
-                | JsonPayloadError::OverflowKnownLength { .. } => ApiError::PayloadTooLarge(limit),
-                JsonPayloadError::ContentType => {
-                    ApiError::BadRequest("expected `Content-Type: application/json`".to_owned())
-                }
-                JsonPayloadError::Deserialize(e) => {
-                    ApiError::BadRequest(format!("invalid JSON body: {e}"))
-                }
-                other => ApiError::BadRequest(format!("cannot read the request body: {other}")),
-            };
-            api.into()
-        })
+    web::JsonConfig::default().limit(limit).error_handler(move |err, _req| {
+        let api = match err {
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                ApiError::PayloadTooLarge(limit)
+            }
+            JsonPayloadError::ContentType => {
+                ApiError::BadRequest("expected `Content-Type: application/json`".to_owned())
+            }
+            JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("invalid JSON body: {e}")),
+            other => ApiError::BadRequest(format!("cannot read the request body: {other}")),
+        };
+        api.into()
+    })
 }
 
 pub fn query_config() -> web::QueryConfig {

@@ -15,12 +15,7 @@ async fn the_first_start_creates_one_operator_and_restarts_create_none(backend: 
     let creds = first.bootstrap.clone().expect("the first start bootstraps");
     assert_eq!(creds.email, "admin@localhost");
     assert_eq!(creds.password.expose().len(), 20);
-    assert!(
-        creds
-            .operator_token
-            .expose()
-            .starts_with(OPERATOR_TOKEN_PREFIX)
-    );
+    assert!(creds.operator_token.expose().starts_with(OPERATOR_TOKEN_PREFIX));
     assert!(!format!("{creds:?}").contains(creds.password.expose()));
     assert_eq!(first.api_get("/teams").await.status(), StatusCode::OK);
 
@@ -35,13 +30,8 @@ async fn the_first_start_creates_one_operator_and_restarts_create_none(backend: 
     })
     .await;
     assert!(second.bootstrap.is_none());
-    let res = second
-        .client
-        .get(second.url("/api/v1/teams"))
-        .bearer_auth(creds.operator_token.expose())
-        .send()
-        .await
-        .unwrap();
+    let res =
+        second.client.get(second.url("/api/v1/teams")).bearer_auth(creds.operator_token.expose()).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
 
@@ -59,15 +49,10 @@ async fn sqlite_generates_its_secrets_once_and_reuses_them() {
     #[cfg(unix)]
     for file in ["encryption.key", "node.token"] {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(data_dir.join(file))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(data_dir.join(file)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
-    first
-        .create_provider("p", "http://p.example/v1", Some("sk-kept-across-restarts"))
-        .await;
+    first.create_provider("p", "http://p.example/v1", Some("sk-kept-across-restarts")).await;
     first.stop.stop().await;
 
     // The restarted app must decrypt the stored credential, so it must have found the same key.
@@ -78,10 +63,7 @@ async fn sqlite_generates_its_secrets_once_and_reuses_them() {
     .await;
     assert_eq!(second.node_token, first.node_token);
     let s = second.latest_snapshot().await;
-    assert_eq!(
-        s.providers[0].credential.as_deref(),
-        Some("sk-kept-across-restarts")
-    );
+    assert_eq!(s.providers[0].credential.as_deref(), Some("sk-kept-across-restarts"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

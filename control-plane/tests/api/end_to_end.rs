@@ -27,14 +27,7 @@ async fn setup(backend: Backend) -> Setup {
     let mock = start_mock().await;
     let tenant = app.setup_tenant(&mock.base_url(), "placeholder").await;
     // Prices: $2.50 / $10.00 per million tokens.
-    app.create_simple_model(
-        "chat-small",
-        tenant.provider.id,
-        "mock-upstream-v1",
-        2_500_000,
-        10_000_000,
-    )
-    .await;
+    app.create_simple_model("chat-small", tenant.provider.id, "mock-upstream-v1", 2_500_000, 10_000_000).await;
     let dir = tempfile::tempdir().unwrap();
     let node = spawn_node(&app, dir.path()).await;
     node.wait_for_config(&app).await;
@@ -56,17 +49,8 @@ async fn chat_completions_stream_and_not_are_served_and_metered(backend: Backend
     let res = s.node.chat(&s.key, &chat_body("chat-small", false)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().get("x-request-id").is_some());
-    let upstream_header = res
-        .headers()
-        .get("x-switchyard-upstream")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        upstream_header.ends_with("/mock-upstream-v1"),
-        "{upstream_header}"
-    );
+    let upstream_header = res.headers().get("x-switchyard-upstream").unwrap().to_str().unwrap().to_owned();
+    assert!(upstream_header.ends_with("/mock-upstream-v1"), "{upstream_header}");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["choices"][0]["message"]["content"], MOCK_CONTENT);
     assert_eq!(body["usage"]["prompt_tokens"], 5);
@@ -74,14 +58,8 @@ async fn chat_completions_stream_and_not_are_served_and_metered(backend: Backend
     // The upstream saw its own model name and the provider's credential, and the rest of the body unchanged.
     let seen = s.mock.last_request().unwrap();
     assert_eq!(seen.body["model"], "mock-upstream-v1");
-    assert_eq!(
-        seen.body["messages"],
-        chat_body("chat-small", false)["messages"]
-    );
-    assert_eq!(
-        seen.authorization.as_deref(),
-        Some(format!("Bearer {}", s.upstream_credential).as_str())
-    );
+    assert_eq!(seen.body["messages"], chat_body("chat-small", false)["messages"]);
+    assert_eq!(seen.authorization.as_deref(), Some(format!("Bearer {}", s.upstream_credential).as_str()));
 
     // Streaming, without the client asking for usage.
     let res = s.node.chat(&s.key, &chat_body("chat-small", true)).await;
@@ -94,20 +72,11 @@ async fn chat_completions_stream_and_not_are_served_and_metered(backend: Backend
         .filter(|d| *d != "[DONE]")
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
-    let content: String = events
-        .iter()
-        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
-        .collect();
+    let content: String = events.iter().filter_map(|e| e["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(content, MOCK_CONTENT);
     assert!(text.trim_end().ends_with("data: [DONE]"));
-    assert!(
-        events.iter().all(|e| e["usage"].is_null()),
-        "the gateway's usage chunk leaked: {text}"
-    );
-    assert_eq!(
-        s.mock.last_request().unwrap().body["stream_options"]["include_usage"],
-        true
-    );
+    assert!(events.iter().all(|e| e["usage"].is_null()), "the gateway's usage chunk leaked: {text}");
+    assert_eq!(s.mock.last_request().unwrap().body["stream_options"]["include_usage"], true);
 
     // Usage comes back to the control plane with the right tokens and cost.
     s.node.node.usage.flush().await;
@@ -132,23 +101,13 @@ async fn chat_completions_stream_and_not_are_served_and_metered(backend: Backend
 
 async fn refusals_are_openai_shaped_and_nothing_reaches_the_upstream(backend: Backend) {
     let s = setup(backend).await;
-    let restricted = s
-        .app
-        .issue_key(
-            s.team_id,
-            &json!({ "name": "restricted", "allowed_models": ["placeholder"] }),
-        )
-        .await;
+    let restricted =
+        s.app.issue_key(s.team_id, &json!({ "name": "restricted", "allowed_models": ["placeholder"] })).await;
     s.node.wait_for_config(&s.app).await;
     let before = s.mock.requests();
 
-    let e = expect_error(
-        s.node
-            .chat("sk-sy-wrong", &chat_body("chat-small", false))
-            .await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    let e =
+        expect_error(s.node.chat("sk-sy-wrong", &chat_body("chat-small", false)).await, StatusCode::UNAUTHORIZED).await;
     assert_eq!(e.error.code.as_deref(), Some("invalid_api_key"));
     let res = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", s.node.address))
@@ -157,27 +116,12 @@ async fn refusals_are_openai_shaped_and_nothing_reaches_the_upstream(backend: Ba
         .await
         .unwrap();
     expect_error(res, StatusCode::UNAUTHORIZED).await;
-    let e = expect_error(
-        s.node
-            .chat(&restricted.key, &chat_body("chat-small", false))
-            .await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
+    let e =
+        expect_error(s.node.chat(&restricted.key, &chat_body("chat-small", false)).await, StatusCode::FORBIDDEN).await;
     assert_eq!(e.error.code.as_deref(), Some("model_not_allowed"));
-    let e = expect_error(
-        s.node
-            .chat(&s.key, &chat_body("no-such-model", false))
-            .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    let e = expect_error(s.node.chat(&s.key, &chat_body("no-such-model", false)).await, StatusCode::NOT_FOUND).await;
     assert_eq!(e.error.code.as_deref(), Some("model_not_found"));
-    let e = expect_error(
-        s.node.chat(&s.key, &json!({ "messages": [] })).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let e = expect_error(s.node.chat(&s.key, &json!({ "messages": [] })).await, StatusCode::BAD_REQUEST).await;
     assert_eq!(e.error.kind, "invalid_request_error");
     let res = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", s.node.address))
@@ -187,18 +131,10 @@ async fn refusals_are_openai_shaped_and_nothing_reaches_the_upstream(backend: Ba
         .await
         .unwrap();
     expect_error(res, StatusCode::BAD_REQUEST).await;
-    let res = reqwest::Client::new()
-        .get(format!("{}/v1/nope", s.node.address))
-        .send()
-        .await
-        .unwrap();
+    let res = reqwest::Client::new().get(format!("{}/v1/nope", s.node.address)).send().await.unwrap();
     expect_error(res, StatusCode::NOT_FOUND).await;
 
-    assert_eq!(
-        s.mock.requests(),
-        before,
-        "a refused request reached the upstream"
-    );
+    assert_eq!(s.mock.requests(), before, "a refused request reached the upstream");
     s.node.stop().await;
 }
 
@@ -208,12 +144,7 @@ async fn revoking_a_key_locks_it_out_of_two_nodes_within_a_second(backend: Backe
     let second = spawn_node(&s.app, dir.path()).await;
     second.wait_for_config(&s.app).await;
     for node in [&s.node, &second] {
-        assert_eq!(
-            node.chat(&s.key, &chat_body("chat-small", false))
-                .await
-                .status(),
-            StatusCode::OK
-        );
+        assert_eq!(node.chat(&s.key, &chat_body("chat-small", false)).await.status(), StatusCode::OK);
     }
 
     let key_id = s.app.list_keys(s.team_id).await[0].id;
@@ -221,18 +152,12 @@ async fn revoking_a_key_locks_it_out_of_two_nodes_within_a_second(backend: Backe
     s.app.revoke_key(key_id).await;
     for node in [&s.node, &second] {
         loop {
-            let status = node
-                .chat(&s.key, &chat_body("chat-small", false))
-                .await
-                .status();
+            let status = node.chat(&s.key, &chat_body("chat-small", false)).await.status();
             if status == StatusCode::UNAUTHORIZED {
                 break;
             }
             assert_eq!(status, StatusCode::OK);
-            assert!(
-                revoked_at.elapsed() < Duration::from_secs(1),
-                "a revoked key still works after 1 s"
-            );
+            assert!(revoked_at.elapsed() < Duration::from_secs(1), "a revoked key still works after 1 s");
         }
     }
     assert!(revoked_at.elapsed() < Duration::from_secs(1));
@@ -242,13 +167,7 @@ async fn revoking_a_key_locks_it_out_of_two_nodes_within_a_second(backend: Backe
 
 async fn a_node_restarted_while_the_control_plane_is_down_still_serves(backend: Backend) {
     let s = setup(backend).await;
-    assert_eq!(
-        s.node
-            .chat(&s.key, &chat_body("chat-small", false))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(s.node.chat(&s.key, &chat_body("chat-small", false)).await.status(), StatusCode::OK);
     s.node.node.usage.flush().await;
     let node_token = s.app.node_token.clone();
     let control_plane = s.app.address.clone();
@@ -256,10 +175,7 @@ async fn a_node_restarted_while_the_control_plane_is_down_still_serves(backend: 
     s.app.stop.stop().await;
 
     let restarted = crate::node::spawn_node_at(&control_plane, &node_token, s._dir.path()).await;
-    assert!(
-        restarted.node.snapshots.version() > 0,
-        "the snapshot on disk was not loaded"
-    );
+    assert!(restarted.node.snapshots.version() > 0, "the snapshot on disk was not loaded");
     let res = restarted.chat(&s.key, &chat_body("chat-small", true)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("tok4"));

@@ -61,8 +61,7 @@ macro_rules! backend_tests {
 }
 
 pub fn postgres_server_url() -> String {
-    std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    std::env::var("SWITCHYARD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
 /// A fresh, empty database. A Postgres one is dropped when the last handle goes.
@@ -79,16 +78,8 @@ impl TestDatabase {
         let dir = tempfile::tempdir().expect("cannot create a temp dir");
         match backend {
             Backend::Sqlite => {
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("switchyard.db").display()
-                );
-                Arc::new(Self {
-                    backend,
-                    url,
-                    dir,
-                    pg_name: None,
-                })
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("switchyard.db").display());
+                Arc::new(Self { backend, url, dir, pg_name: None })
             }
             Backend::Postgres => {
                 let server = postgres_server_url();
@@ -96,26 +87,19 @@ impl TestDatabase {
                 opts.connect_timeout(Duration::from_secs(5))
                     .acquire_timeout(Duration::from_secs(5))
                     .sqlx_logging(false);
-                let admin = Database::connect(opts)
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "Postgres tests need a server at {server} (set SWITCHYARD_TEST_POSTGRES_URL to change it); \
+                let admin = Database::connect(opts).await.unwrap_or_else(|e| {
+                    panic!(
+                        "Postgres tests need a server at {server} (set SWITCHYARD_TEST_POSTGRES_URL to change it); \
                              cannot connect: {e}"
-                        )
-                    });
+                    )
+                });
                 let name = format!("switchyard_test_{}", uuid::Uuid::new_v4().simple());
                 admin
                     .execute_unprepared(&format!(r#"CREATE DATABASE "{name}""#))
                     .await
                     .unwrap_or_else(|e| panic!("cannot create the test database {name}: {e}"));
                 admin.close().await.ok();
-                Arc::new(Self {
-                    backend,
-                    url: format!("{server}/{name}"),
-                    dir,
-                    pg_name: Some(name),
-                })
+                Arc::new(Self { backend, url: format!("{server}/{name}"), dir, pg_name: Some(name) })
             }
         }
     }
@@ -129,19 +113,13 @@ impl Drop for TestDatabase {
         let server = postgres_server_url();
         // Drop cannot await; a short-lived runtime on its own thread does the clean-up.
         let cleanup = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             rt.block_on(async move {
                 if let Ok(admin) = Database::connect(format!("{server}/postgres")).await {
-                    let _ = admin
-                        .execute_unprepared(&format!(
-                            r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                        ))
-                        .await;
+                    let _ =
+                        admin.execute_unprepared(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)).await;
                     admin.close().await.ok();
                 }
             });
@@ -151,9 +129,7 @@ impl Drop for TestDatabase {
 }
 
 pub fn random_token(prefix: &'static str) -> String {
-    ApiKey::generate(prefix, &mut rand::rng())
-        .expose()
-        .to_owned()
+    ApiKey::generate(prefix, &mut rand::rng()).expose().to_owned()
 }
 
 pub fn random_encryption_key() -> String {
@@ -188,9 +164,7 @@ fn init_test_logs() {
     ONCE.call_once(|| {
         // `TEST_LOG=1 cargo test ...` shows the server's logs.
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = switchyard_control_plane::telemetry::init(
-                switchyard_control_plane::telemetry::LogFormat::Pretty,
-            );
+            let _ = switchyard_control_plane::telemetry::init(switchyard_control_plane::telemetry::LogFormat::Pretty);
         }
     });
 }
@@ -223,10 +197,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 /// Starts a control plane on `database` (fresh or shared with an earlier app), after `tweak` adjusts its settings.
-pub async fn spawn_app_with(
-    database: Arc<TestDatabase>,
-    tweak: impl FnOnce(&mut Settings),
-) -> TestApp {
+pub async fn spawn_app_with(database: Arc<TestDatabase>, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings(&database);
     tweak(&mut settings);
     spawn_with_settings(database, settings).await
@@ -235,9 +206,7 @@ pub async fn spawn_app_with(
 pub async fn spawn_with_settings(database: Arc<TestDatabase>, settings: Settings) -> TestApp {
     install_crypto_provider();
     init_test_logs();
-    let app = Application::build(settings.clone())
-        .await
-        .expect("the control plane failed to start");
+    let app = Application::build(settings.clone()).await.expect("the control plane failed to start");
     let operator_token = match (app.bootstrap(), &settings.bootstrap_operator_token) {
         (Some(b), _) => b.operator_token.expose().to_owned(),
         (None, Some(preset)) => preset.expose().to_owned(),
@@ -265,11 +234,7 @@ pub async fn spawn_with_settings(database: Arc<TestDatabase>, settings: Settings
             .or_else(|| std::fs::read_to_string(settings.data_dir.join("node.token")).ok())
             .map(|t| t.trim().to_owned())
             .unwrap_or_default(),
-        encryption_key: settings
-            .encryption_key
-            .as_ref()
-            .map(|t| t.expose().to_owned())
-            .unwrap_or_default(),
+        encryption_key: settings.encryption_key.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default(),
         backend: database.backend,
         db_pool,
         database,
@@ -314,12 +279,8 @@ impl Poll {
             Some(body_digest(&self.body).as_str()),
             "digest header must match the body"
         );
-        let snapshot: Snapshot =
-            serde_json::from_slice(&self.body).expect("the snapshot body is not a Snapshot");
-        assert_eq!(
-            self.version_header.as_deref(),
-            Some(snapshot.version.to_string().as_str())
-        );
+        let snapshot: Snapshot = serde_json::from_slice(&self.body).expect("the snapshot body is not a Snapshot");
+        assert_eq!(self.version_header.as_deref(), Some(snapshot.version.to_string().as_str()));
         snapshot.validate().expect("the snapshot does not validate");
         snapshot
     }
@@ -402,35 +363,20 @@ impl TestApp {
     }
 
     pub async fn list_keys(&self, team_id: i64) -> Vec<Key> {
-        expect_json(
-            self.api_get(&format!("/teams/{team_id}/keys")).await,
-            StatusCode::OK,
-        )
-        .await
+        expect_json(self.api_get(&format!("/teams/{team_id}/keys")).await, StatusCode::OK).await
     }
 
     pub async fn revoke_key(&self, key_id: i64) -> Key {
-        let res = self
-            .api_post(&format!("/keys/{key_id}/revoke"), &json!({}))
-            .await;
+        let res = self.api_post(&format!("/keys/{key_id}/revoke"), &json!({})).await;
         expect_json(res, StatusCode::OK).await
     }
 
-    pub async fn create_provider(
-        &self,
-        name: &str,
-        base_url: &str,
-        api_key: Option<&str>,
-    ) -> Provider {
+    pub async fn create_provider(&self, name: &str, base_url: &str, api_key: Option<&str>) -> Provider {
         let mut body = json!({ "name": name, "kind": "openai_compatible", "base_url": base_url });
         if let Some(k) = api_key {
             body["api_key"] = json!(k);
         }
-        expect_json(
-            self.api_post("/providers", &body).await,
-            StatusCode::CREATED,
-        )
-        .await
+        expect_json(self.api_post("/providers", &body).await, StatusCode::CREATED).await
     }
 
     pub async fn list_providers(&self) -> Vec<Provider> {
@@ -465,11 +411,7 @@ impl TestApp {
 
     /// `GET /usage?<query>`; `query` is a ready-made query string without `?`.
     pub async fn usage(&self, query: &str) -> UsagePage {
-        expect_json(
-            self.api_get(&format!("/usage?{query}")).await,
-            StatusCode::OK,
-        )
-        .await
+        expect_json(self.api_get(&format!("/usage?{query}")).await, StatusCode::OK).await
     }
 
     pub async fn nodes(&self) -> NodeList {
@@ -482,75 +424,40 @@ impl TestApp {
         let team = self.create_team(&format!("team {}", &suffix[..8])).await;
         let upstream_credential = format!("sk-upstream-{suffix}");
         let provider = self
-            .create_provider(
-                &format!("provider-{}", &suffix[..8]),
-                upstream_base_url,
-                Some(&upstream_credential),
-            )
+            .create_provider(&format!("provider-{}", &suffix[..8]), upstream_base_url, Some(&upstream_credential))
             .await;
-        let model = self
-            .create_simple_model(model_name, provider.id, model_name, 2_500_000, 10_000_000)
-            .await;
-        let key = self
-            .issue_key(team.id, &json!({ "name": "test key" }))
-            .await;
-        Tenant {
-            team,
-            provider,
-            model,
-            key: key.key,
-            key_id: key.id,
-            upstream_credential,
-        }
+        let model = self.create_simple_model(model_name, provider.id, model_name, 2_500_000, 10_000_000).await;
+        let key = self.issue_key(team.id, &json!({ "name": "test key" })).await;
+        Tenant { team, provider, model, key: key.key, key_id: key.id, upstream_credential }
     }
 
     // ---- node API ----------------------------------------------------------------------------------------
 
     pub async fn poll_snapshot(&self, node_id: &str, applied: u64, wait_secs: u64) -> Poll {
-        self.poll_snapshot_with_token(&self.node_token, node_id, applied, wait_secs)
-            .await
+        self.poll_snapshot_with_token(&self.node_token, node_id, applied, wait_secs).await
     }
 
-    pub async fn poll_snapshot_with_token(
-        &self,
-        token: &str,
-        node_id: &str,
-        applied: u64,
-        wait_secs: u64,
-    ) -> Poll {
+    pub async fn poll_snapshot_with_token(&self, token: &str, node_id: &str, applied: u64, wait_secs: u64) -> Poll {
         let res = self
             .client
-            .get(self.url(&format!(
-                "{SNAPSHOT_PATH}?node_id={node_id}&applied={applied}&wait_secs={wait_secs}"
-            )))
+            .get(self.url(&format!("{SNAPSHOT_PATH}?node_id={node_id}&applied={applied}&wait_secs={wait_secs}")))
             .bearer_auth(token)
             .send()
             .await
             .expect("snapshot poll failed");
-        let header = |name: &str| {
-            res.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         Poll {
             status: res.status(),
             version_header: header(SNAPSHOT_VERSION_HEADER),
             sha256_header: header(SNAPSHOT_SHA256_HEADER),
             content_type: header("content-type"),
-            body: res
-                .bytes()
-                .await
-                .expect("cannot read the poll body")
-                .to_vec(),
+            body: res.bytes().await.expect("cannot read the poll body").to_vec(),
         }
     }
 
     /// The snapshot newer than `applied`, waiting up to 10 s for it.
     pub async fn next_snapshot(&self, applied: u64) -> Snapshot {
-        self.poll_snapshot("test-node", applied, 10)
-            .await
-            .snapshot()
+        self.poll_snapshot("test-node", applied, 10).await.snapshot()
     }
 
     /// The snapshot of everything committed so far: waits (on the long-poll itself) until the publisher has

@@ -28,10 +28,7 @@ async fn the_plaintext_key_appears_once_and_only_its_hash_is_stored(backend: Bac
     let listed = app.api_get(&format!("/teams/{}/keys", team.id)).await;
     assert_eq!(listed.status(), StatusCode::OK);
     let text = listed.text().await.unwrap();
-    assert!(
-        !text.contains(&issued.key),
-        "a list must never show the secret"
-    );
+    assert!(!text.contains(&issued.key), "a list must never show the secret");
     let keys: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     assert_eq!(keys.len(), 1);
     assert!(keys[0].get("key").is_none());
@@ -60,25 +57,16 @@ async fn revoking_a_key_is_visible_and_idempotent(backend: Backend) {
 async fn key_requests_are_validated(backend: Backend) {
     let app = spawn_app(backend).await;
     let team = app.create_team("research").await;
-    let unknown_team = app
-        .api_post("/teams/999/keys", &json!({ "name": "x" }))
-        .await;
+    let unknown_team = app.api_post("/teams/999/keys", &json!({ "name": "x" })).await;
     expect_error(unknown_team, StatusCode::NOT_FOUND).await;
     expect_error(app.api_get("/teams/999/keys").await, StatusCode::NOT_FOUND).await;
 
     let path = format!("/teams/{}/keys", team.id);
-    let empty_models = app
-        .api_post(&path, &json!({ "name": "x", "allowed_models": [] }))
-        .await;
+    let empty_models = app.api_post(&path, &json!({ "name": "x", "allowed_models": [] })).await;
     let body = expect_error(empty_models, StatusCode::BAD_REQUEST).await;
     assert_eq!(body.error.param.as_deref(), Some("allowed_models"));
 
-    let past = app
-        .api_post(
-            &path,
-            &json!({ "name": "x", "expires_at": "2001-01-01T00:00:00Z" }),
-        )
-        .await;
+    let past = app.api_post(&path, &json!({ "name": "x", "expires_at": "2001-01-01T00:00:00Z" })).await;
     let body = expect_error(past, StatusCode::BAD_REQUEST).await;
     assert_eq!(body.error.param.as_deref(), Some("expires_at"));
 

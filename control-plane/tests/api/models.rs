@@ -38,26 +38,14 @@ async fn a_model_without_price_targets_or_known_provider_is_refused(backend: Bac
     let target = json!([{ "provider_id": p.id, "upstream_model": "m" }]);
 
     let cases = [
-        (
-            json!({ "name": "m", "output_price_per_mtok": 1, "targets": target }),
-            "input_price_per_mtok",
-        ),
-        (
-            json!({ "name": "m", "input_price_per_mtok": 1, "targets": target }),
-            "output_price_per_mtok",
-        ),
+        (json!({ "name": "m", "output_price_per_mtok": 1, "targets": target }), "input_price_per_mtok"),
+        (json!({ "name": "m", "input_price_per_mtok": 1, "targets": target }), "output_price_per_mtok"),
         (
             json!({ "name": "m", "input_price_per_mtok": -1, "output_price_per_mtok": 1, "targets": target }),
             "input_price_per_mtok",
         ),
-        (
-            json!({ "name": "m", "input_price_per_mtok": 1, "output_price_per_mtok": 1, "targets": [] }),
-            "targets",
-        ),
-        (
-            json!({ "name": "m", "input_price_per_mtok": 1, "output_price_per_mtok": 1 }),
-            "targets",
-        ),
+        (json!({ "name": "m", "input_price_per_mtok": 1, "output_price_per_mtok": 1, "targets": [] }), "targets"),
+        (json!({ "name": "m", "input_price_per_mtok": 1, "output_price_per_mtok": 1 }), "targets"),
         (
             json!({ "name": "m", "input_price_per_mtok": 1, "output_price_per_mtok": 1,
                     "targets": [{ "provider_id": 999, "upstream_model": "m" }] }),
@@ -127,12 +115,7 @@ async fn a_model_is_replaced_and_deleted(backend: Backend) {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     let again = app.api_delete(&format!("/models/{}", model.id)).await;
     expect_error(again, StatusCode::NOT_FOUND).await;
-    let names: Vec<String> = app
-        .list_models()
-        .await
-        .into_iter()
-        .map(|m| m.name)
-        .collect();
+    let names: Vec<String> = app.list_models().await.into_iter().map(|m| m.name).collect();
     assert_eq!(names, vec!["taken".to_owned()]);
 }
 

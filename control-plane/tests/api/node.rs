@@ -43,24 +43,16 @@ pub async fn spawn_node_at(control_plane: &str, node_token: &str, state_dir: &Pa
     let node = server.node();
     let handle = server.handle();
     let join = tokio::spawn(server.run_until_stopped());
-    TestNode {
-        address,
-        node,
-        handle,
-        join,
-    }
+    TestNode { address, node, handle, join }
 }
 
 impl TestNode {
     /// Waits (on the node's own signal) until it serves the control plane's current configuration.
     pub async fn wait_for_config(&self, app: &TestApp) {
         let version = app.nodes().await.current_version;
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            self.node.snapshots.wait_for_version(version),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("node did not reach snapshot version {version}"));
+        tokio::time::timeout(Duration::from_secs(10), self.node.snapshots.wait_for_version(version))
+            .await
+            .unwrap_or_else(|_| panic!("node did not reach snapshot version {version}"));
     }
 
     pub async fn chat(&self, key: &str, body: &Value) -> reqwest::Response {

@@ -9,14 +9,8 @@ async fn nodes_show_their_applied_version_and_lag(backend: Backend) {
     assert!(app.nodes().await.data.is_empty());
     let current = app.latest_snapshot().await.version;
 
-    assert_eq!(
-        app.poll_snapshot("edge-a", 0, 0).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.poll_snapshot("edge-b", current, 0).await.status,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(app.poll_snapshot("edge-a", 0, 0).await.status, StatusCode::OK);
+    assert_eq!(app.poll_snapshot("edge-b", current, 0).await.status, StatusCode::NO_CONTENT);
     let list = app.nodes().await;
     assert_eq!(list.current_version, current);
     let a = list.data.iter().find(|n| n.node_id == "edge-a").unwrap();
@@ -43,7 +37,4 @@ async fn bad_node_ids_are_refused(backend: Backend) {
     assert_eq!(poll.status, StatusCode::BAD_REQUEST);
 }
 
-backend_tests!(
-    nodes_show_their_applied_version_and_lag,
-    bad_node_ids_are_refused
-);
+backend_tests!(nodes_show_their_applied_version_and_lag, bad_node_ids_are_refused);

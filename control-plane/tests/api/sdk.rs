@@ -16,8 +16,7 @@ async fn the_official_openai_python_sdk_works_unmodified() {
 
     let python = std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     // At run time: a test binary reused from another checkout of the same tree must still find the script.
-    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
     let script = format!("{manifest_dir}/tests/sdk/openai_sdk.py");
     let out = tokio::process::Command::new(&python)
         .arg(&script)
@@ -26,18 +25,10 @@ async fn the_official_openai_python_sdk_works_unmodified() {
         .env("SWITCHYARD_MODEL", "sdk-model")
         .output()
         .await
-        .unwrap_or_else(|e| {
-            panic!("cannot run {python}: {e} (install Python 3 and `pip install openai`)")
-        });
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e} (install Python 3 and `pip install openai`)"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the OpenAI SDK script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    assert!(
-        stdout.contains("checks ok: chat, stream, stream_with_usage, bad_key, unknown_model"),
-        "{stdout}"
-    );
+    assert!(out.status.success(), "the OpenAI SDK script failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("checks ok: chat, stream, stream_with_usage, bad_key, unknown_model"), "{stdout}");
     node.stop().await;
 }

@@ -16,54 +16,29 @@ async fn a_fresh_control_plane_serves_version_1(backend: Backend) {
     let s = poll.snapshot();
     assert_eq!(s.version, 1);
     assert!(s.teams.is_empty() && s.keys.is_empty() && s.models.is_empty());
-    assert_eq!(
-        app.poll_snapshot("n1", 1, 0).await.status,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(app.poll_snapshot("n1", 1, 0).await.status, StatusCode::NO_CONTENT);
 }
 
 async fn the_snapshot_holds_key_hashes_and_decrypted_credentials(backend: Backend) {
     let app = spawn_app(backend).await;
-    let t = app
-        .setup_tenant("http://upstream.example/v1", "gpt-4o")
-        .await;
+    let t = app.setup_tenant("http://upstream.example/v1", "gpt-4o").await;
     let s = app.latest_snapshot().await;
 
-    assert!(
-        s.teams
-            .iter()
-            .any(|x| x.id == t.team.id && x.name == t.team.name)
-    );
-    let key = s
-        .keys
-        .iter()
-        .find(|k| k.id == t.key_id)
-        .expect("the key is in the snapshot");
+    assert!(s.teams.iter().any(|x| x.id == t.team.id && x.name == t.team.name));
+    let key = s.keys.iter().find(|k| k.id == t.key_id).expect("the key is in the snapshot");
     assert_eq!(key.hash, KeyHash::of(&t.key));
     assert_eq!(key.team_id, t.team.id);
     assert_eq!(key.allowed_models, None);
     let body = serde_json::to_string(&s).unwrap();
-    assert!(
-        !body.contains(&t.key),
-        "the plaintext key never leaves the issuing response"
-    );
+    assert!(!body.contains(&t.key), "the plaintext key never leaves the issuing response");
 
     let provider = s.providers.iter().find(|p| p.id == t.provider.id).unwrap();
-    assert_eq!(
-        provider.credential.as_deref(),
-        Some(t.upstream_credential.as_str())
-    );
+    assert_eq!(provider.credential.as_deref(), Some(t.upstream_credential.as_str()));
     assert_eq!(provider.kind, ProviderKind::OpenaiCompatible);
     assert_eq!(provider.base_url, "http://upstream.example/v1");
 
     let model = s.models.iter().find(|m| m.name == "gpt-4o").unwrap();
-    assert_eq!(
-        model.price,
-        Price {
-            input_per_mtok: 2_500_000,
-            output_per_mtok: 10_000_000
-        }
-    );
+    assert_eq!(model.price, Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000 });
     assert_eq!(model.targets.len(), 1);
     assert_eq!(model.targets[0].provider_id, t.provider.id);
 }
@@ -76,10 +51,7 @@ async fn nothing_newer_answers_204_after_the_wait(backend: Backend) {
     let waited = started.elapsed();
     assert_eq!(poll.status, StatusCode::NO_CONTENT);
     assert!(poll.body.is_empty());
-    assert!(
-        waited >= Duration::from_millis(900),
-        "answered after {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(900), "answered after {waited:?}");
     assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
 }
 
@@ -106,10 +78,7 @@ async fn a_waiting_poll_answers_as_soon_as_a_change_commits(backend: Backend) {
     assert!(s.version > current);
     assert!(s.teams.iter().any(|t| t.name == "late arrival"));
     let latency = answered.duration_since(committed);
-    assert!(
-        latency < Duration::from_secs(1),
-        "answered {latency:?} after the change"
-    );
+    assert!(latency < Duration::from_secs(1), "answered {latency:?} after the change");
 }
 
 /// Waits for the snapshot after the last seen version and records its version.
@@ -126,9 +95,7 @@ async fn versions_increase_with_every_change(backend: Backend) {
     let mut seen = vec![app.latest_snapshot().await.version];
     let team = app.create_team("t").await;
     advance(&app, &mut seen).await;
-    let p = app
-        .create_provider("p", "http://p.example/v1", Some("c"))
-        .await;
+    let p = app.create_provider("p", "http://p.example/v1", Some("c")).await;
     advance(&app, &mut seen).await;
     app.create_simple_model("m", p.id, "m", 1, 1).await;
     advance(&app, &mut seen).await;

@@ -12,28 +12,19 @@ async fn a_team_is_created_listed_and_shown(backend: Backend) {
     assert_eq!(team.name, "Research & Development");
     assert_eq!(team.slug, "research-development");
 
-    let shown: Team = expect_json(
-        app.api_get(&format!("/teams/{}", team.id)).await,
-        StatusCode::OK,
-    )
-    .await;
+    let shown: Team = expect_json(app.api_get(&format!("/teams/{}", team.id)).await, StatusCode::OK).await;
     assert_eq!(shown, team);
     assert_eq!(app.list_teams().await, vec![team]);
 }
 
 async fn slugs_are_unique_and_checked(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.api_post("/teams", &json!({ "name": "A", "slug": "alpha" }))
-        .await;
-    let dup = app
-        .api_post("/teams", &json!({ "name": "B", "slug": "alpha" }))
-        .await;
+    app.api_post("/teams", &json!({ "name": "A", "slug": "alpha" })).await;
+    let dup = app.api_post("/teams", &json!({ "name": "B", "slug": "alpha" })).await;
     let body = expect_error(dup, StatusCode::CONFLICT).await;
     assert!(body.error.message.contains("alpha"));
 
-    let bad = app
-        .api_post("/teams", &json!({ "name": "C", "slug": "Not A Slug" }))
-        .await;
+    let bad = app.api_post("/teams", &json!({ "name": "C", "slug": "Not A Slug" })).await;
     let body = expect_error(bad, StatusCode::BAD_REQUEST).await;
     assert_eq!(body.error.param.as_deref(), Some("slug"));
 

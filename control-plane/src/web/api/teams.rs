@@ -23,10 +23,6 @@ pub async fn list(state: web::Data<AppState>, _op: OperatorAuth) -> Result<HttpR
 }
 
 #[tracing::instrument(name = "teams.get", skip_all, fields(team_id = *id))]
-pub async fn get(
-    state: web::Data<AppState>,
-    _op: OperatorAuth,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(state: web::Data<AppState>, _op: OperatorAuth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(teams::get(&state.store, *id).await?))
 }
