@@ -9,12 +9,16 @@ use chrono::{DateTime, Utc};
 use switchyard_shared::snapshot::{KeyEntry, Snapshot};
 use switchyard_shared::{KeyHash, Price};
 
+use crate::health::{Registry, RetryBudget, TargetHealth};
 use crate::providers::Upstream;
 
 pub struct Catalog {
     pub version: u64,
+    pub created_at: DateTime<Utc>,
     keys: HashMap<KeyHash, KeyCtx>,
     models: HashMap<Box<str>, ModelRoute>,
+    /// Public model names, sorted, for `GET /v1/models`.
+    model_names: Vec<Box<str>>,
 }
 
 /// What the request path knows about the caller once its key is found.
@@ -42,6 +46,7 @@ impl KeyCtx {
 pub struct ModelRoute {
     pub name: Box<str>,
     pub price: Price,
+    pub retry_budget: Arc<RetryBudget>,
     /// Targets grouped by priority, best tier first.
     pub tiers: Vec<Tier>,
 }
@@ -57,16 +62,23 @@ pub struct Target {
     /// `upstream_model` already encoded as a JSON string, spliced into request bodies as is.
     pub upstream_model_json: Box<str>,
     pub weight: u32,
+    pub health: Arc<TargetHealth>,
 }
 
 impl Catalog {
     pub fn empty() -> Self {
-        Self { version: 0, keys: HashMap::new(), models: HashMap::new() }
+        Self {
+            version: 0,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            keys: HashMap::new(),
+            models: HashMap::new(),
+            model_names: Vec::new(),
+        }
     }
 
     /// Compiles a validated snapshot. Targets on providers this node cannot speak to are left out, so such a
     /// model answers `no_route` instead of failing mid-request.
-    pub fn compile(snapshot: &Snapshot) -> Self {
+    pub fn compile(snapshot: &Snapshot, health: &Registry) -> Self {
         let upstreams: HashMap<i64, Arc<Upstream>> =
             snapshot.providers.iter().filter_map(|p| Upstream::from_entry(p).map(|u| (p.id, Arc::new(u)))).collect();
         let keys = snapshot.keys.iter().map(|k| (k.hash, key_ctx(k))).collect();
@@ -87,6 +99,7 @@ impl Catalog {
                                 upstream_model: t.upstream_model.as_str().into(),
                                 upstream_model_json: json.into(),
                                 weight: t.weight,
+                                health: health.target(t.provider_id, &t.upstream_model),
                             },
                         ))
                     })
@@ -106,12 +119,20 @@ impl Catalog {
                 let route = ModelRoute {
                     name: m.name.as_str().into(),
                     price: m.price,
+                    retry_budget: health.budget(&m.name),
                     tiers: tiers.into_iter().map(|(_, t)| t).collect(),
                 };
                 (m.name.as_str().into(), route)
             })
             .collect();
-        Self { version: snapshot.version, keys, models }
+        let mut model_names: Vec<Box<str>> = snapshot.models.iter().map(|m| m.name.as_str().into()).collect();
+        model_names.sort();
+        Self { version: snapshot.version, created_at: snapshot.created_at, keys, models, model_names }
+    }
+
+    /// The public model names `key` may use, sorted.
+    pub fn models_for<'a>(&'a self, key: &'a KeyCtx) -> impl Iterator<Item = &'a str> + 'a {
+        self.model_names.iter().map(|n| &**n).filter(move |n| key.allows(n))
     }
 
     pub fn key(&self, hash: &KeyHash) -> Option<&KeyCtx> {

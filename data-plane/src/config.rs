@@ -59,6 +59,13 @@ pub struct Settings {
     pub upstream_connect_timeout: Duration,
     /// Time to the upstream's response headers (`SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS`, default 120000).
     pub upstream_first_byte_timeout: Duration,
+    /// Longest silence between two chunks of an upstream stream (`SWITCHYARD_UPSTREAM_IDLE_TIMEOUT_MS`,
+    /// default 60000).
+    pub upstream_idle_timeout: Duration,
+    /// Longest a whole request may take, streams included (`SWITCHYARD_UPSTREAM_TOTAL_TIMEOUT_MS`, default 600000).
+    pub upstream_total_timeout: Duration,
+    /// Time a client has to send its request body (`SWITCHYARD_CLIENT_BODY_TIMEOUT_MS`, default 30000).
+    pub client_body_timeout: Duration,
     /// At shutdown, how long to keep trying to report queued usage (`SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS`,
     /// default 10000).
     pub shutdown_usage_grace: Duration,
@@ -84,6 +91,9 @@ impl Settings {
             report_batch_max: 1000,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_first_byte_timeout: Duration::from_secs(120),
+            upstream_idle_timeout: Duration::from_secs(60),
+            upstream_total_timeout: Duration::from_secs(600),
+            client_body_timeout: Duration::from_secs(30),
             shutdown_usage_grace: Duration::from_secs(10),
             governance: true,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -119,6 +129,15 @@ impl Settings {
         if let Some(v) = var("SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS") {
             s.upstream_first_byte_timeout =
                 Duration::from_millis(parse("SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = var("SWITCHYARD_UPSTREAM_IDLE_TIMEOUT_MS") {
+            s.upstream_idle_timeout = Duration::from_millis(parse("SWITCHYARD_UPSTREAM_IDLE_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = var("SWITCHYARD_UPSTREAM_TOTAL_TIMEOUT_MS") {
+            s.upstream_total_timeout = Duration::from_millis(parse("SWITCHYARD_UPSTREAM_TOTAL_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = var("SWITCHYARD_CLIENT_BODY_TIMEOUT_MS") {
+            s.client_body_timeout = Duration::from_millis(parse("SWITCHYARD_CLIENT_BODY_TIMEOUT_MS", &v)?);
         }
         if let Some(v) = var("SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS") {
             s.shutdown_usage_grace = Duration::from_millis(parse("SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS", &v)?);

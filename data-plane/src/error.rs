@@ -25,6 +25,8 @@ pub enum ProxyError {
     UnknownPath(String),
     #[error("Method not allowed.")]
     MethodNotAllowed,
+    #[error("The request body did not arrive in time.")]
+    RequestTimeout,
     #[error("This gateway node has not received its configuration yet.")]
     NotReady,
     #[error("The model `{0}` has no usable upstream.")]
@@ -48,6 +50,7 @@ impl ProxyError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::NoRoute(_) | Self::UpstreamUnavailable | Self::UpstreamAuth | Self::UpstreamInvalid => {
                 StatusCode::BAD_GATEWAY
@@ -66,7 +69,8 @@ impl ProxyError {
             | Self::BadRequest(_)
             | Self::BodyTooLarge(_)
             | Self::UnknownPath(_)
-            | Self::MethodNotAllowed => "invalid_request_error",
+            | Self::MethodNotAllowed
+            | Self::RequestTimeout => "invalid_request_error",
             Self::ModelNotAllowed(_) => "permission_error",
             Self::NotReady
             | Self::NoRoute(_)
@@ -89,6 +93,7 @@ impl ProxyError {
             Self::BodyTooLarge(_) => "request_too_large",
             Self::UnknownPath(_) => "unknown_url",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
             Self::NotReady => "not_ready",
             Self::NoRoute(_) => "no_route",
             Self::UpstreamUnavailable => "upstream_unavailable",

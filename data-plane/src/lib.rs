@@ -7,8 +7,12 @@
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod endpoint;
 pub mod error;
+pub mod health;
 pub mod metering;
+pub mod metrics;
+pub mod models;
 pub mod providers;
 pub mod proxy;
 pub mod reporting;

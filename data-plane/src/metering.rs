@@ -7,13 +7,23 @@ use switchyard_shared::usage::UsageSource;
 use switchyard_shared::{Price, UsageRecord};
 use uuid::Uuid;
 
-/// Token counts as reported by an upstream's `usage` object.
+/// Token counts as reported by an upstream's `usage` object (Chat/Completions/Embeddings names, or the
+/// Responses API's `input_tokens`/`output_tokens`).
 #[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
 pub struct Usage {
-    #[serde(default)]
+    #[serde(default, alias = "input_tokens")]
     pub prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "output_tokens")]
     pub completion_tokens: u64,
+}
+
+/// The usage of a whole (non-streamed) response body, wherever the endpoint puts it.
+pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
+    #[derive(serde::Deserialize)]
+    struct WithUsage {
+        usage: Option<Usage>,
+    }
+    serde_json::from_slice::<WithUsage>(body).ok()?.usage
 }
 
 /// Everything about a request known when it is admitted; turned into a record when it ends.

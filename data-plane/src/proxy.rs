@@ -1,5 +1,6 @@
-//! The request pipeline, top to bottom: snapshot → auth → body → model route → upstream attempts → relay →
-//! usage record. Every exit after authentication writes exactly one usage record.
+//! The request pipeline, top to bottom: snapshot → auth → body → model route → upstream attempts (health-aware,
+//! retried before the first byte reaches the client, within the model's retry budget) → relay → usage record.
+//! Every exit after authentication writes exactly one usage record.
 
 use std::time::Instant;
 
@@ -11,32 +12,52 @@ use chrono::Utc;
 use futures_util::StreamExt;
 
 use crate::catalog::{Catalog, KeyCtx, Target};
+use crate::endpoint::Endpoint;
 use crate::error::ProxyError;
-use crate::metering::{Meter, Outcome, Usage};
+use crate::health::Admission;
+use crate::metering::{Meter, Outcome, usage_of_body};
 use crate::request::RequestBody;
 use crate::server::AppState;
-use crate::streaming::Relay;
+use crate::streaming::{Relay, StreamLimits};
 use crate::{auth, routing};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Names the provider and upstream model that served the response.
 pub const UPSTREAM_HEADER: &str = "x-switchyard-upstream";
+/// Most upstream attempts one request makes, whatever the number of targets.
+pub const MAX_ATTEMPTS: usize = 3;
 
-/// `POST /v1/chat/completions`.
 pub async fn chat_completions(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    handle(Endpoint::ChatCompletions, req, payload, state).await
+}
+
+pub async fn completions(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    handle(Endpoint::Completions, req, payload, state).await
+}
+
+pub async fn embeddings(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    handle(Endpoint::Embeddings, req, payload, state).await
+}
+
+pub async fn responses(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    handle(Endpoint::Responses, req, payload, state).await
+}
+
+async fn handle(
+    endpoint: Endpoint,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let started = Instant::now();
     let request_id = request_id(&req);
     let catalog = state.snapshots.load_full();
-    if catalog.version == 0 {
-        return error_response(&ProxyError::NotReady, &request_id);
-    }
-    let key = if state.governance {
-        match auth::authenticate(&catalog, req.headers(), Utc::now()) {
-            Ok(k) => k,
-            Err(e) => return error_response(&e, &request_id),
+    let key = match caller(&req, &state, &catalog) {
+        Ok(k) => k,
+        Err(e) => {
+            state.usage.metrics().refused(e.status().as_u16());
+            return error_response(&e, &request_id);
         }
-    } else {
-        &KeyCtx::UNGOVERNED
     };
     let mut meter = Meter {
         request_id,
@@ -52,7 +73,7 @@ pub async fn chat_completions(req: HttpRequest, payload: web::Payload, state: we
         upstream_model: None,
         prompt_estimate: 0,
     };
-    match serve(&req, payload, &state, &catalog, key, &mut meter).await {
+    match serve(endpoint, &req, payload, &state, &catalog, key, &mut meter).await {
         Ok(res) => res,
         Err(e) => {
             state.usage.record(meter.finish(Outcome {
@@ -67,7 +88,19 @@ pub async fn chat_completions(req: HttpRequest, payload: web::Payload, state: we
     }
 }
 
+/// The key context of the caller, from the snapshot (or the anonymous one when governance is off).
+pub fn caller<'c>(req: &HttpRequest, state: &AppState, catalog: &'c Catalog) -> Result<&'c KeyCtx, ProxyError> {
+    if catalog.version == 0 {
+        return Err(ProxyError::NotReady);
+    }
+    if !state.governance {
+        return Ok(&KeyCtx::UNGOVERNED);
+    }
+    auth::authenticate(catalog, req.headers(), Utc::now())
+}
+
 async fn serve(
+    endpoint: Endpoint,
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
@@ -75,7 +108,9 @@ async fn serve(
     key: &KeyCtx,
     meter: &mut Meter,
 ) -> Result<HttpResponse, ProxyError> {
-    let body = read_body(req, payload, state.max_body_bytes).await?;
+    let body = tokio::time::timeout(state.timeouts.client_body, read_body(req, payload, state.max_body_bytes))
+        .await
+        .map_err(|_| ProxyError::RequestTimeout)??;
     meter.prompt_estimate = body.len() as u64 / 4;
     let parsed = RequestBody::parse(&body)?;
     meter.model.push_str(&parsed.model);
@@ -85,43 +120,78 @@ async fn serve(
         return Err(ProxyError::ModelNotAllowed(parsed.model.to_string()));
     }
     meter.price = route.price;
-    let plan = routing::plan(route, &mut rand::rng());
-    if plan.is_empty() {
+    let candidates = routing::plan(route, &mut rand::rng());
+    if candidates.is_empty() {
         return Err(ProxyError::NoRoute(parsed.model.to_string()));
     }
+    route.retry_budget.deposit();
 
-    let mut last_error = ProxyError::UpstreamUnavailable;
-    for (attempt, target) in plan.iter().enumerate() {
-        let is_last = attempt + 1 == plan.len();
+    // Healthy targets first; if the circuit breaker has ejected every one, try them anyway rather than fail.
+    let admitted: Vec<(&Target, Admission)> = candidates
+        .iter()
+        .filter_map(|t| match t.health.admit(Instant::now()) {
+            Admission::Skip => None,
+            a => Some((*t, a)),
+        })
+        .collect();
+    let order = if admitted.is_empty() {
+        tracing::warn!(model = %route.name, "every target is ejected; trying them anyway");
+        candidates.iter().map(|t| (*t, Admission::Allow)).collect()
+    } else {
+        admitted
+    };
+
+    let mut last: Result<(reqwest::Response, &Target), ProxyError> = Err(ProxyError::UpstreamUnavailable);
+    for (attempt, (target, admission)) in order.iter().take(MAX_ATTEMPTS).enumerate() {
+        if attempt > 0 && !route.retry_budget.withdraw() {
+            state.usage.metrics().retries_denied.with_label_values(&[&*route.name]).inc();
+            tracing::warn!(request_id = %meter.request_id, model = %route.name, "retry budget spent; not retrying");
+            break;
+        }
         meter.provider_id = Some(target.upstream.id);
         meter.upstream_model = Some(target.upstream_model.to_string());
-        match send(state, target, parsed.upstream_body(&target.upstream_model_json)).await {
-            Ok(res) if is_last || !retryable(res.status()) => {
-                return respond(res, target, &parsed, state, meter).await;
-            }
+        let upstream_body = parsed.upstream_body(&target.upstream_model_json, endpoint.has_stream_usage_option());
+        let result = send(state, endpoint, target, upstream_body).await;
+        let outcome = attempt_outcome(&result);
+        let metrics = state.usage.metrics();
+        metrics.attempts.with_label_values(&[&*target.upstream.name, outcome]).inc();
+        if target.health.record(Instant::now(), *admission, matches!(outcome, "ok" | "http_4xx")) {
+            metrics.ejections.with_label_values(&[&*target.upstream.name, &*target.upstream_model]).inc();
+            tracing::warn!(provider = %target.upstream.name, upstream_model = %target.upstream_model, "target ejected after repeated failures");
+        }
+        match result {
+            Ok(res) if !retryable(res.status()) => return respond(res, target, &parsed, state, meter).await,
             Ok(res) => {
-                tracing::warn!(request_id = %meter.request_id, provider = %target.upstream.name, status = res.status().as_u16(), attempt, "upstream attempt failed; trying the next target");
+                tracing::warn!(request_id = %meter.request_id, provider = %target.upstream.name, attempt, outcome, "upstream attempt failed");
+                last = Ok((res, *target));
             }
             Err(e) => {
-                tracing::warn!(request_id = %meter.request_id, provider = %target.upstream.name, error = %e, attempt, "upstream attempt failed");
-                last_error = e;
+                tracing::warn!(request_id = %meter.request_id, provider = %target.upstream.name, attempt, outcome, "upstream attempt failed");
+                last = Err(e);
             }
         }
     }
-    Err(last_error)
+    // No attempt succeeded: the client gets the last upstream answer as it was, or the gateway's error.
+    let (res, target) = last?;
+    respond(res, target, &parsed, state, meter).await
 }
 
 /// Sends one attempt and waits for the response headers, within the first-byte timeout.
-async fn send(state: &AppState, target: &Target, body: Vec<u8>) -> Result<reqwest::Response, ProxyError> {
+async fn send(
+    state: &AppState,
+    endpoint: Endpoint,
+    target: &Target,
+    body: Vec<u8>,
+) -> Result<reqwest::Response, ProxyError> {
     let mut rb = state
         .client
-        .post(&*target.upstream.chat_completions_url)
+        .post(target.upstream.url(endpoint))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body);
     if let Some((name, value)) = &target.upstream.auth {
         rb = rb.header(*name, value.clone());
     }
-    match tokio::time::timeout(state.first_byte_timeout, rb.send()).await {
+    match tokio::time::timeout(state.timeouts.first_byte, rb.send()).await {
         Err(_) => Err(ProxyError::UpstreamTimeout),
         Ok(Err(e)) if e.is_timeout() => Err(ProxyError::UpstreamTimeout),
         Ok(Err(_)) => Err(ProxyError::UpstreamUnavailable),
@@ -131,6 +201,18 @@ async fn send(state: &AppState, target: &Target, body: Vec<u8>) -> Result<reqwes
 
 fn retryable(status: reqwest::StatusCode) -> bool {
     status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// Low-cardinality label of one attempt's result.
+fn attempt_outcome(result: &Result<reqwest::Response, ProxyError>) -> &'static str {
+    match result {
+        Ok(res) if res.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => "http_429",
+        Ok(res) if res.status().is_server_error() => "http_5xx",
+        Ok(res) if res.status().is_client_error() => "http_4xx",
+        Ok(_) => "ok",
+        Err(ProxyError::UpstreamTimeout) => "timeout",
+        Err(_) => "connect_error",
+    }
 }
 
 /// Turns the upstream response into the client's: a relayed stream, or the whole body with usage read from it.
@@ -153,39 +235,40 @@ async fn respond(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| HeaderValue::from_str(v).ok());
     let is_sse = content_type.as_ref().is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let deadline = tokio::time::Instant::from_std(meter.started) + state.timeouts.total;
 
     let mut builder = HttpResponse::build(client_status);
     response_headers(&mut builder, &meter.request_id, target);
 
     if status.is_success() && parsed.stream && is_sse {
-        let relay =
-            Relay::new(Box::pin(res.bytes_stream()), parsed.client_wants_usage, meter.clone(), state.usage.clone());
+        let limits = StreamLimits { idle: state.timeouts.idle, deadline };
+        let relay = Relay::new(
+            Box::pin(res.bytes_stream()),
+            parsed.client_wants_usage,
+            meter.clone(),
+            state.usage.clone(),
+            limits,
+        );
         builder.insert_header((CONTENT_TYPE, "text/event-stream")).insert_header((CACHE_CONTROL, "no-cache"));
         return Ok(builder.streaming(relay));
     }
 
-    let bytes = res.bytes().await.map_err(|_| ProxyError::UpstreamUnavailable)?;
-    let first_byte = Some(Instant::now());
-    let usage = if status.is_success() { usage_of(&bytes) } else { None };
+    let bytes = tokio::time::timeout_at(deadline, res.bytes())
+        .await
+        .map_err(|_| ProxyError::UpstreamTimeout)?
+        .map_err(|_| ProxyError::UpstreamUnavailable)?;
+    let usage = if status.is_success() { usage_of_body(&bytes) } else { None };
     state.usage.record(meter.finish(Outcome {
         status: client_status.as_u16(),
         error_code: (!status.is_success()).then_some("upstream_error"),
         usage,
         estimate: None,
-        first_byte,
+        first_byte: Some(Instant::now()),
     }));
     if let Some(ct) = content_type {
         builder.insert_header((CONTENT_TYPE, ct));
     }
     Ok(builder.body(bytes))
-}
-
-fn usage_of(body: &[u8]) -> Option<Usage> {
-    #[derive(serde::Deserialize)]
-    struct WithUsage {
-        usage: Option<Usage>,
-    }
-    serde_json::from_slice::<WithUsage>(body).ok()?.usage
 }
 
 fn response_headers(builder: &mut HttpResponseBuilder, request_id: &str, target: &Target) {
@@ -220,7 +303,7 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
 }
 
 /// The client's `x-request-id` when it is a sane token, otherwise a fresh one.
-fn request_id(req: &HttpRequest) -> String {
+pub fn request_id(req: &HttpRequest) -> String {
     req.headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())

@@ -3,6 +3,7 @@
 //! acknowledges it, and flushes on demand and at shutdown. Batches are idempotent (records carry unique ids),
 //! so re-sending after a lost acknowledgement never double-counts.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use switchyard_shared::{UsageAck, UsageBatch, UsageRecord};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::config::Secret;
+use crate::config::{Secret, Settings};
+use crate::metrics::Metrics;
 
 /// Records waiting in memory before new ones are refused (and counted as dropped).
 const QUEUE_CAPACITY: usize = 100_000;
@@ -29,14 +31,18 @@ pub struct UsageSink {
     dropped: AtomicU64,
     /// False only with governance off: records are discarded.
     enabled: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl UsageSink {
+    /// Counts the request in the metrics and queues its record for the control plane.
     pub fn record(&self, record: UsageRecord) {
+        self.metrics.observe(&record);
         if !self.enabled {
             return;
         }
         if self.tx.try_send(Command::Record(record)).is_err() {
+            self.metrics.usage_dropped.inc();
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::error!(dropped_total = n, "usage queue full or reporter stopped; record dropped");
         }
@@ -56,6 +62,10 @@ impl UsageSink {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -69,22 +79,23 @@ pub struct Reporter {
     node_id: String,
     interval: Duration,
     batch_max: usize,
+    metrics: Arc<Metrics>,
 }
 
 pub fn channel(
     client: reqwest::Client,
-    control_plane_url: &str,
-    token: Secret,
+    settings: &Settings,
     node_id: String,
-    interval: Duration,
-    batch_max: usize,
-    enabled: bool,
+    metrics: Arc<Metrics>,
 ) -> (UsageSink, Reporter) {
+    let (token, interval, batch_max, enabled) =
+        (settings.node_token.clone(), settings.report_interval, settings.report_batch_max, settings.governance);
+    let control_plane_url = &settings.control_plane_url;
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let url = format!("{}{USAGE_PATH}", control_plane_url.trim_end_matches('/'));
     (
-        UsageSink { tx, dropped: AtomicU64::new(0), enabled },
-        Reporter { rx, client, url, token, node_id, interval, batch_max: batch_max.max(1) },
+        UsageSink { tx, dropped: AtomicU64::new(0), enabled, metrics: metrics.clone() },
+        Reporter { rx, client, url, token, node_id, interval, batch_max: batch_max.max(1), metrics },
     )
 }
 
@@ -168,6 +179,7 @@ impl Reporter {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, records = count, "usage report failed; retrying");
+                    self.metrics.usage_report_failures.inc();
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }

@@ -59,8 +59,10 @@ impl<'a> RequestBody<'a> {
     }
 
     /// The body to send upstream: the same members in the same order, `model` replaced by the upstream name
-    /// (already JSON-encoded) and, for streams, `stream_options.include_usage` forced on so usage is metered.
-    pub fn upstream_body(&self, upstream_model_json: &str) -> Vec<u8> {
+    /// (already JSON-encoded) and, for streams of endpoints that have the option (`stream_usage_option`),
+    /// `stream_options.include_usage` forced on so usage is metered.
+    pub fn upstream_body(&self, upstream_model_json: &str, stream_usage_option: bool) -> Vec<u8> {
+        let force_usage = self.stream && stream_usage_option;
         let capacity = self.members.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 64;
         let mut out = Vec::with_capacity(capacity);
         out.push(b'{');
@@ -79,14 +81,14 @@ impl<'a> RequestBody<'a> {
         for (k, v) in &self.members {
             match k.as_ref() {
                 "model" => push_member(&mut out, k, upstream_model_json),
-                "stream_options" if self.stream => {
+                "stream_options" if force_usage => {
                     saw_stream_options = true;
                     push_member(&mut out, k, &with_include_usage(v));
                 }
                 _ => push_member(&mut out, k, v.get()),
             }
         }
-        if self.stream && !saw_stream_options {
+        if force_usage && !saw_stream_options {
             push_member(&mut out, "stream_options", r#"{"include_usage":true}"#);
         }
         out.push(b'}');
@@ -161,7 +163,7 @@ mod tests {
     fn rewrite(body: &str, model: &str) -> serde_json::Value {
         let parsed = RequestBody::parse(body.as_bytes()).unwrap();
         let json = serde_json::to_string(model).unwrap();
-        serde_json::from_slice(&parsed.upstream_body(&json)).unwrap()
+        serde_json::from_slice(&parsed.upstream_body(&json, true)).unwrap()
     }
 
     #[test]
@@ -170,7 +172,7 @@ mod tests {
         let parsed = RequestBody::parse(body.as_bytes()).unwrap();
         assert_eq!(parsed.model, "gpt");
         assert!(!parsed.stream);
-        let out = String::from_utf8(parsed.upstream_body(r#""upstream-1""#)).unwrap();
+        let out = String::from_utf8(parsed.upstream_body(r#""upstream-1""#, true)).unwrap();
         assert_eq!(out, body.replace(r#""gpt""#, r#""upstream-1""#));
     }
 
@@ -184,6 +186,9 @@ mod tests {
         assert!(p.client_wants_usage);
         let v = rewrite(r#"{"model":"m","stream":false}"#, "u");
         assert!(v.get("stream_options").is_none());
+        let p = RequestBody::parse(br#"{"model":"m","stream":true}"#).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&p.upstream_body(r#""u""#, false)).unwrap();
+        assert!(v.get("stream_options").is_none(), "endpoints without the option get none");
     }
 
     #[test]

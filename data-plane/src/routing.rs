@@ -5,15 +5,14 @@ use rand::Rng;
 
 use crate::catalog::{ModelRoute, Target};
 
-/// Most upstream attempts one request makes, whatever the number of targets.
-pub const MAX_ATTEMPTS: usize = 3;
-
+/// Every target of the route in the order to try them: best priority tier first, and within a tier a weighted
+/// random order. Health and the attempt limit are applied by the caller, attempt by attempt.
 pub fn plan<'r>(route: &'r ModelRoute, rng: &mut impl Rng) -> Vec<&'r Target> {
-    let mut out = Vec::with_capacity(MAX_ATTEMPTS);
+    let mut out = Vec::with_capacity(route.tiers.iter().map(|t| t.targets.len()).sum());
     for tier in &route.tiers {
         let mut remaining: Vec<&Target> = tier.targets.iter().collect();
         let mut weight_left = tier.total_weight;
-        while !remaining.is_empty() && out.len() < MAX_ATTEMPTS {
+        while !remaining.is_empty() {
             let mut pick = rng.random_range(0..weight_left.max(1));
             let idx = remaining
                 .iter()
@@ -30,9 +29,6 @@ pub fn plan<'r>(route: &'r ModelRoute, rng: &mut impl Rng) -> Vec<&'r Target> {
             let t = remaining.swap_remove(idx);
             weight_left = weight_left.saturating_sub(u64::from(t.weight));
             out.push(t);
-        }
-        if out.len() >= MAX_ATTEMPTS {
-            break;
         }
     }
     out
@@ -70,7 +66,7 @@ mod tests {
             }],
             ..Snapshot::empty(chrono::Utc::now())
         };
-        Catalog::compile(&snapshot)
+        Catalog::compile(&snapshot, &Default::default())
     }
 
     #[test]
@@ -92,8 +88,8 @@ mod tests {
     }
 
     #[test]
-    fn attempts_are_capped() {
+    fn every_target_is_a_candidate() {
         let c = route(&[(1, 0), (1, 0), (1, 1), (1, 2), (1, 3)]);
-        assert_eq!(plan(c.model("m").unwrap(), &mut rand::rng()).len(), MAX_ATTEMPTS);
+        assert_eq!(plan(c.model("m").unwrap(), &mut rand::rng()).len(), 5);
     }
 }

@@ -12,9 +12,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::proxy;
+use crate::health::Registry;
+use crate::metrics::Metrics;
 use crate::reporting::{self, UsageSink};
 use crate::snapshot::{self, SnapshotStore};
+use crate::{models, proxy};
 
 /// What every request handler shares.
 pub struct AppState {
@@ -23,8 +25,21 @@ pub struct AppState {
     pub client: reqwest::Client,
     pub node_id: Arc<str>,
     pub max_body_bytes: usize,
-    pub first_byte_timeout: Duration,
+    pub timeouts: Timeouts,
     pub governance: bool,
+}
+
+/// Time limits of one request, on both sides.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Upstream response headers.
+    pub first_byte: Duration,
+    /// Silence between two chunks of an upstream stream.
+    pub idle: Duration,
+    /// The whole request, from its arrival.
+    pub total: Duration,
+    /// The client's request body.
+    pub client_body: Duration,
 }
 
 /// A handle on a running node's state, for operations and tests.
@@ -52,6 +67,8 @@ pub enum BuildError {
     Client(#[from] reqwest::Error),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("could not set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("state directory {path}: {source}")]
     StateDir { path: String, source: std::io::Error },
 }
@@ -76,19 +93,12 @@ impl Server {
             .tcp_nodelay(true)
             .build()?;
 
-        let snapshots = Arc::new(SnapshotStore::new(settings.state_dir.clone()));
+        let metrics = Arc::new(Metrics::new()?);
+        let snapshots = Arc::new(SnapshotStore::new(settings.state_dir.clone(), Arc::new(Registry::default())));
         if let Some(v) = snapshots.load_from_disk().await {
             tracing::info!(version = v, "serving the snapshot kept on disk until the control plane answers");
         }
-        let (sink, reporter) = reporting::channel(
-            client.clone(),
-            &settings.control_plane_url,
-            settings.node_token.clone(),
-            node_id.to_string(),
-            settings.report_interval,
-            settings.report_batch_max,
-            settings.governance,
-        );
+        let (sink, reporter) = reporting::channel(client.clone(), &settings, node_id.to_string(), metrics);
         let usage = Arc::new(sink);
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![
@@ -110,7 +120,12 @@ impl Server {
             client,
             node_id: node_id.clone(),
             max_body_bytes: settings.max_body_bytes,
-            first_byte_timeout: settings.upstream_first_byte_timeout,
+            timeouts: Timeouts {
+                first_byte: settings.upstream_first_byte_timeout,
+                idle: settings.upstream_idle_timeout,
+                total: settings.upstream_total_timeout,
+                client_body: settings.client_body_timeout,
+            },
             governance: settings.governance,
         });
         let listener =
@@ -169,14 +184,42 @@ impl Server {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/chat/completions")
-            .route(web::post().to(proxy::chat_completions))
-            .default_service(web::to(proxy::method_not_allowed)),
-    )
-    .route("/healthz", web::get().to(healthz))
-    .route("/readyz", web::get().to(readyz))
-    .default_service(web::to(proxy::unknown_path));
+    cfg.service(post("/v1/chat/completions", proxy::chat_completions))
+        .service(post("/v1/completions", proxy::completions))
+        .service(post("/v1/embeddings", proxy::embeddings))
+        .service(post("/v1/responses", proxy::responses))
+        .service(
+            web::resource("/v1/models")
+                .route(web::get().to(models::list))
+                .default_service(web::to(proxy::method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/models/{id:.*}")
+                .route(web::get().to(models::get))
+                .default_service(web::to(proxy::method_not_allowed)),
+        )
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .default_service(web::to(proxy::unknown_path));
+}
+
+/// A POST-only resource; other methods get an OpenAI-shaped 405.
+fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path).route(web::post().to(handler)).default_service(web::to(proxy::method_not_allowed))
+}
+
+/// Prometheus text exposition; scrape-time gauges are filled in here.
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let catalog = state.snapshots.load();
+    let age = if catalog.version == 0 { -1 } else { (chrono::Utc::now() - catalog.created_at).num_seconds() };
+    let body = state.usage.metrics().render(catalog.version, age, state.usage.queued());
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
 }
 
 async fn healthz() -> HttpResponse {

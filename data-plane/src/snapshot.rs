@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::catalog::Catalog;
 use crate::config::Secret;
+use crate::health::Registry;
 
 const SNAPSHOT_FILE: &str = "snapshot.json";
 const DIGEST_FILE: &str = "snapshot.json.sha256";
@@ -36,11 +37,12 @@ pub struct SnapshotStore {
     current: ArcSwap<Catalog>,
     version_tx: watch::Sender<u64>,
     dir: PathBuf,
+    health: Arc<Registry>,
 }
 
 impl SnapshotStore {
-    pub fn new(dir: PathBuf) -> Self {
-        Self { current: ArcSwap::from_pointee(Catalog::empty()), version_tx: watch::channel(0).0, dir }
+    pub fn new(dir: PathBuf, health: Arc<Registry>) -> Self {
+        Self { current: ArcSwap::from_pointee(Catalog::empty()), version_tx: watch::channel(0).0, dir, health }
     }
 
     /// The catalog to serve one request from; cheap, lock-free.
@@ -102,7 +104,8 @@ impl SnapshotStore {
     }
 
     fn swap(&self, snapshot: &Snapshot) -> u64 {
-        self.current.store(Arc::new(Catalog::compile(snapshot)));
+        self.current.store(Arc::new(Catalog::compile(snapshot, &self.health)));
+        self.health.retain_used();
         self.version_tx.send_replace(snapshot.version);
         tracing::info!(
             version = snapshot.version,
@@ -234,7 +237,7 @@ mod tests {
     #[tokio::test]
     async fn bad_snapshots_are_refused_and_the_current_one_stays() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path().to_path_buf());
+        let store = SnapshotStore::new(dir.path().to_path_buf(), Default::default());
         let (b, d) = body(3, 1);
         assert_eq!(store.apply(b.clone(), &d).await.unwrap(), 3);
 
@@ -255,17 +258,17 @@ mod tests {
     #[tokio::test]
     async fn an_applied_snapshot_is_on_disk_for_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path().to_path_buf());
+        let store = SnapshotStore::new(dir.path().to_path_buf(), Default::default());
         let (b, d) = body(7, 1);
         store.apply(b, &d).await.unwrap();
 
-        let restarted = SnapshotStore::new(dir.path().to_path_buf());
+        let restarted = SnapshotStore::new(dir.path().to_path_buf(), Default::default());
         assert_eq!(restarted.load_from_disk().await, Some(7));
         assert_eq!(restarted.version(), 7);
 
         // A tampered file is ignored rather than served.
         std::fs::write(dir.path().join(SNAPSHOT_FILE), b"{}").unwrap();
-        let again = SnapshotStore::new(dir.path().to_path_buf());
+        let again = SnapshotStore::new(dir.path().to_path_buf(), Default::default());
         assert_eq!(again.load_from_disk().await, None);
         assert_eq!(again.version(), 0);
     }

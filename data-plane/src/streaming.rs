@@ -4,20 +4,29 @@
 //! by upstream failure, or because the client went away (the relay is dropped, which also drops the upstream
 //! connection and so cancels the upstream request).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use memchr::memmem;
 use switchyard_shared::ErrorBody;
+use tokio::time::Sleep;
 
 use crate::metering::{Meter, Outcome, Usage};
 use crate::reporting::UsageSink;
 
 type UpstreamStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// Limits on a relayed stream: the longest silence between two chunks, and the latest it may end.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    pub idle: Duration,
+    pub deadline: tokio::time::Instant,
+}
 
 pub struct Relay {
     upstream: UpstreamStream,
@@ -25,6 +34,9 @@ pub struct Relay {
     meter: Meter,
     sink: Arc<UsageSink>,
     first_byte: Option<Instant>,
+    idle: Duration,
+    idle_timer: Pin<Box<Sleep>>,
+    deadline: Pin<Box<Sleep>>,
     state: State,
 }
 
@@ -36,13 +48,23 @@ enum State {
 }
 
 impl Relay {
-    pub fn new(upstream: UpstreamStream, client_wants_usage: bool, meter: Meter, sink: Arc<UsageSink>) -> Self {
+    pub fn new(
+        upstream: UpstreamStream,
+        client_wants_usage: bool,
+        meter: Meter,
+        sink: Arc<UsageSink>,
+        limits: StreamLimits,
+    ) -> Self {
+        sink.metrics().inflight_streams.inc();
         Self {
             upstream,
             scanner: SseScanner::new(client_wants_usage),
             meter,
             sink,
             first_byte: None,
+            idle: limits.idle,
+            idle_timer: Box::pin(tokio::time::sleep(limits.idle)),
+            deadline: Box::pin(tokio::time::sleep_until(limits.deadline)),
             state: State::Streaming,
         }
     }
@@ -52,6 +74,7 @@ impl Relay {
             return;
         }
         self.state = State::Done;
+        self.sink.metrics().inflight_streams.dec();
         let record = self.meter.finish(Outcome {
             status: 200,
             error_code,
@@ -63,6 +86,14 @@ impl Relay {
             first_byte: self.first_byte,
         });
         self.sink.record(record);
+    }
+
+    /// Ends the client's stream with an OpenAI-style error event after whatever complete events are pending.
+    fn fail(&mut self, code: &'static str, message: &str) -> Bytes {
+        let mut out = self.scanner.take_rest();
+        out.extend_from_slice(&error_event(code, message));
+        self.finish(Some(code));
+        out.freeze()
     }
 }
 
@@ -76,21 +107,33 @@ impl Stream for Relay {
         }
         loop {
             match this.upstream.as_mut().poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if this.deadline.as_mut().poll(cx).is_ready() {
+                        tracing::warn!(request_id = %this.meter.request_id, "upstream stream exceeded its total time");
+                        let out = this.fail("upstream_timeout", "The upstream provider took too long to finish.");
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                    if this.idle_timer.as_mut().poll(cx).is_ready() {
+                        tracing::warn!(request_id = %this.meter.request_id, "upstream stream went silent");
+                        let out = this.fail("upstream_timeout", "The upstream provider stopped sending.");
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Some(Ok(chunk))) => {
                     if this.first_byte.is_none() {
                         this.first_byte = Some(Instant::now());
                     }
+                    let idle = this.idle;
+                    this.idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
                     if let Some(out) = this.scanner.push(chunk) {
                         return Poll::Ready(Some(Ok(out)));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     tracing::warn!(request_id = %this.meter.request_id, error = %e, "upstream stream failed");
-                    let mut out = this.scanner.take_rest();
-                    out.extend_from_slice(&stream_error_event());
-                    this.finish(Some("upstream_stream_error"));
-                    return Poll::Ready(Some(Ok(out.freeze())));
+                    let out = this.fail("upstream_stream_error", "The upstream provider failed mid-stream.");
+                    return Poll::Ready(Some(Ok(out)));
                 }
                 Poll::Ready(None) => {
                     let rest = this.scanner.take_rest();
@@ -104,13 +147,14 @@ impl Stream for Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        // Dropped before the upstream ended: the client disconnected. What was consumed is still billed.
+        // Dropped before the upstream ended: the client disconnected. Dropping `upstream` closes the upstream
+        // connection, which cancels the request there. What was consumed is still billed.
         self.finish(Some("client_disconnected"));
     }
 }
 
-fn stream_error_event() -> Vec<u8> {
-    let body = ErrorBody::new("The upstream provider failed mid-stream.", "api_error", "upstream_stream_error");
+fn error_event(code: &str, message: &str) -> Vec<u8> {
+    let body = ErrorBody::new(message, "api_error", code);
     let mut out = b"data: ".to_vec();
     out.extend_from_slice(&body.to_json());
     out.extend_from_slice(b"\n\n");
@@ -123,18 +167,11 @@ struct SseScanner {
     client_wants_usage: bool,
     usage: Option<Usage>,
     data_events: u64,
-    usage_finder: memmem::Finder<'static>,
 }
 
 impl SseScanner {
     fn new(client_wants_usage: bool) -> Self {
-        Self {
-            partial: BytesMut::new(),
-            client_wants_usage,
-            usage: None,
-            data_events: 0,
-            usage_finder: memmem::Finder::new(b"\"usage\""),
-        }
+        Self { partial: BytesMut::new(), client_wants_usage, usage: None, data_events: 0 }
     }
 
     /// Takes a chunk; returns the complete events to forward now (if any). A trailing partial event is held
@@ -176,15 +213,17 @@ impl SseScanner {
                 if payload != b"[DONE]" {
                     self.data_events += 1;
                 }
-                if self.usage_finder.find(payload).is_some()
-                    && has_usage_object(payload)
+                if has_usage_object(payload)
                     && let Ok(chunk) = serde_json::from_slice::<UsageChunk>(payload)
-                    && let Some(u) = chunk.usage
                 {
-                    self.usage = Some(u);
-                    self.data_events = self.data_events.saturating_sub(1);
-                    if !self.client_wants_usage && chunk.choices.is_none_or(|c| c.is_empty()) {
-                        drop_range = Some(start..start + len);
+                    if let Some(u) = chunk.usage {
+                        self.usage = Some(u);
+                        self.data_events = self.data_events.saturating_sub(1);
+                        if !self.client_wants_usage && chunk.choices.is_none_or(|c| c.is_empty()) {
+                            drop_range = Some(start..start + len);
+                        }
+                    } else if let Some(u) = chunk.response.and_then(|r| r.usage) {
+                        self.usage = Some(u);
                     }
                 }
             }
@@ -206,6 +245,13 @@ impl SseScanner {
 struct UsageChunk {
     usage: Option<Usage>,
     choices: Option<Vec<serde::de::IgnoredAny>>,
+    /// The Responses API reports usage in `response.completed` as `response.usage`.
+    response: Option<NestedUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct NestedUsage {
+    usage: Option<Usage>,
 }
 
 /// `"usage":` followed by an object (OpenAI sends `"usage":null` on every other chunk).
@@ -308,6 +354,15 @@ mod tests {
         let (out, s) = run(true, &[all.as_bytes()]);
         assert_eq!(out, all.as_bytes());
         assert_eq!(s.usage.unwrap().completion_tokens, 2);
+    }
+
+    #[test]
+    fn responses_api_usage_is_read_from_response_completed() {
+        let all = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":3,\"output_tokens\":4,\"total_tokens\":7}}}\n\n";
+        let (out, s) = run(false, &[all.as_bytes()]);
+        assert_eq!(out, all.as_bytes(), "Responses events are never dropped");
+        let u = s.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (3, 4));
     }
 
     #[test]

@@ -6,16 +6,23 @@ mod openai_compatible;
 use reqwest::header::HeaderValue;
 use switchyard_shared::snapshot::{ProviderEntry, ProviderKind};
 
+use crate::endpoint::Endpoint;
+
 /// A provider endpoint ready for the request path: URLs joined and the auth header built once per snapshot.
 pub struct Upstream {
     pub id: i64,
     pub name: Box<str>,
-    pub chat_completions_url: Box<str>,
+    /// One URL per [`Endpoint`], joined once per snapshot.
+    urls: [Box<str>; 4],
     /// The header name and value carrying the credential, marked sensitive so it is never logged.
     pub auth: Option<(&'static str, HeaderValue)>,
 }
 
 impl Upstream {
+    pub fn url(&self, endpoint: Endpoint) -> &str {
+        &self.urls[endpoint.index()]
+    }
+
     /// `None` for provider kinds this node does not speak (the routes through them are dropped).
     pub fn from_entry(entry: &ProviderEntry) -> Option<Self> {
         match entry.kind {

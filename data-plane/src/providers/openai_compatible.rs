@@ -5,6 +5,7 @@ use reqwest::header::HeaderValue;
 use switchyard_shared::snapshot::ProviderEntry;
 
 use super::Upstream;
+use crate::endpoint::Endpoint;
 
 pub(super) fn upstream(entry: &ProviderEntry) -> Upstream {
     let base = entry.base_url.trim_end_matches('/');
@@ -16,7 +17,7 @@ pub(super) fn upstream(entry: &ProviderEntry) -> Upstream {
     Upstream {
         id: entry.id,
         name: entry.name.as_str().into(),
-        chat_completions_url: format!("{base}/chat/completions").into(),
+        urls: Endpoint::ALL.map(|e| format!("{base}{}", e.path()).into()),
         auth,
     }
 }
