@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::health::BreakerPolicy;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{name} is not valid: {reason}")]
@@ -66,6 +68,9 @@ pub struct Settings {
     pub upstream_total_timeout: Duration,
     /// Time a client has to send its request body (`SWITCHYARD_CLIENT_BODY_TIMEOUT_MS`, default 30000).
     pub client_body_timeout: Duration,
+    /// When an upstream target is ejected and for how long (`SWITCHYARD_BREAKER_MIN_REQUESTS` default 10,
+    /// `SWITCHYARD_BREAKER_ERROR_RATE` default 0.5, `SWITCHYARD_BREAKER_COOLDOWN_MS` default 5000, over a 10 s window).
+    pub breaker: BreakerPolicy,
     /// At shutdown, how long to keep trying to report queued usage (`SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS`,
     /// default 10000).
     pub shutdown_usage_grace: Duration,
@@ -94,6 +99,7 @@ impl Settings {
             upstream_idle_timeout: Duration::from_secs(60),
             upstream_total_timeout: Duration::from_secs(600),
             client_body_timeout: Duration::from_secs(30),
+            breaker: BreakerPolicy::default(),
             shutdown_usage_grace: Duration::from_secs(10),
             governance: true,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -138,6 +144,15 @@ impl Settings {
         }
         if let Some(v) = var("SWITCHYARD_CLIENT_BODY_TIMEOUT_MS") {
             s.client_body_timeout = Duration::from_millis(parse("SWITCHYARD_CLIENT_BODY_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = var("SWITCHYARD_BREAKER_MIN_REQUESTS") {
+            s.breaker.min_requests = parse("SWITCHYARD_BREAKER_MIN_REQUESTS", &v)?;
+        }
+        if let Some(v) = var("SWITCHYARD_BREAKER_ERROR_RATE") {
+            s.breaker.error_rate = parse("SWITCHYARD_BREAKER_ERROR_RATE", &v)?;
+        }
+        if let Some(v) = var("SWITCHYARD_BREAKER_COOLDOWN_MS") {
+            s.breaker.base_cooldown = Duration::from_millis(parse("SWITCHYARD_BREAKER_COOLDOWN_MS", &v)?);
         }
         if let Some(v) = var("SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS") {
             s.shutdown_usage_grace = Duration::from_millis(parse("SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS", &v)?);

@@ -126,23 +126,32 @@ async fn serve(
     }
     route.retry_budget.deposit();
 
-    // Healthy targets first; if the circuit breaker has ejected every one, try them anyway rather than fail.
-    let admitted: Vec<(&Target, Admission)> = candidates
-        .iter()
-        .filter_map(|t| match t.health.admit(Instant::now()) {
-            Admission::Skip => None,
-            a => Some((*t, a)),
-        })
-        .collect();
-    let order = if admitted.is_empty() {
-        tracing::warn!(model = %route.name, "every target is ejected; trying them anyway");
-        candidates.iter().map(|t| (*t, Admission::Allow)).collect()
-    } else {
-        admitted
-    };
-
+    // Health is asked attempt by attempt (asking claims the half-open probe slot). If the circuit breaker has
+    // ejected every target, they are all tried anyway rather than fail every request.
+    let order = candidates.iter().filter_map(|t| match t.health.admit(Instant::now()) {
+        Admission::Skip => None,
+        a => Some((*t, a)),
+    });
+    let panic_mode = candidates.iter().map(|t| (*t, Admission::Allow));
+    let mut order: Box<dyn Iterator<Item = (&Target, Admission)>> = Box::new(order);
+    let mut tried = 0;
+    let mut panicked = false;
     let mut last: Result<(reqwest::Response, &Target), ProxyError> = Err(ProxyError::UpstreamUnavailable);
-    for (attempt, (target, admission)) in order.iter().take(MAX_ATTEMPTS).enumerate() {
+    loop {
+        let Some((target, admission)) = order.next() else {
+            if tried == 0 && !panicked {
+                tracing::warn!(model = %route.name, "every target is ejected; trying them anyway");
+                order = Box::new(panic_mode.clone());
+                panicked = true;
+                continue;
+            }
+            break;
+        };
+        if tried == MAX_ATTEMPTS {
+            break;
+        }
+        let attempt = tried;
+        tried += 1;
         if attempt > 0 && !route.retry_budget.withdraw() {
             state.usage.metrics().retries_denied.with_label_values(&[&*route.name]).inc();
             tracing::warn!(request_id = %meter.request_id, model = %route.name, "retry budget spent; not retrying");
@@ -155,7 +164,7 @@ async fn serve(
         let outcome = attempt_outcome(&result);
         let metrics = state.usage.metrics();
         metrics.attempts.with_label_values(&[&*target.upstream.name, outcome]).inc();
-        if target.health.record(Instant::now(), *admission, matches!(outcome, "ok" | "http_4xx")) {
+        if target.health.record(Instant::now(), admission, matches!(outcome, "ok" | "http_4xx")) {
             metrics.ejections.with_label_values(&[&*target.upstream.name, &*target.upstream_model]).inc();
             tracing::warn!(provider = %target.upstream.name, upstream_model = %target.upstream_model, "target ejected after repeated failures");
         }
@@ -163,7 +172,7 @@ async fn serve(
             Ok(res) if !retryable(res.status()) => return respond(res, target, &parsed, state, meter).await,
             Ok(res) => {
                 tracing::warn!(request_id = %meter.request_id, provider = %target.upstream.name, attempt, outcome, "upstream attempt failed");
-                last = Ok((res, *target));
+                last = Ok((res, target));
             }
             Err(e) => {
                 tracing::warn!(request_id = %meter.request_id, provider = %target.upstream.name, attempt, outcome, "upstream attempt failed");

@@ -21,6 +21,11 @@ pub struct RequestBody<'a> {
 
 impl<'a> RequestBody<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, ProxyError> {
+        // Nested members are captured raw, unchecked for depth, so bound it here before anything reaches an
+        // upstream parser.
+        if nesting_exceeds(body, MAX_DEPTH) {
+            return Err(ProxyError::BadRequest(format!("The request body nests deeper than {MAX_DEPTH} levels.")));
+        }
         let mut de = serde_json::Deserializer::from_slice(body);
         let members = de
             .deserialize_map(MembersVisitor)
@@ -94,6 +99,39 @@ impl<'a> RequestBody<'a> {
         out.push(b'}');
         out
     }
+}
+
+/// Deepest array/object nesting accepted (serde_json's own default recursion limit).
+pub const MAX_DEPTH: usize = 128;
+
+/// Whether `[`/`{` nesting outside strings goes deeper than `max`. One pass, no allocation.
+fn nesting_exceeds(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 #[derive(serde::Deserialize)]
@@ -197,6 +235,16 @@ mod tests {
         assert_eq!(v["model"], "x\"y\n");
         let p = RequestBody::parse(br#"{"model":"a\"b"}"#).unwrap();
         assert_eq!(p.model, "a\"b");
+    }
+
+    #[test]
+    fn nesting_is_bounded_outside_strings_only() {
+        let ok = format!("{{\"model\":\"m\",\"x\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(RequestBody::parse(ok.as_bytes()).is_ok());
+        let deep = format!("{{\"model\":\"m\",\"x\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(matches!(RequestBody::parse(deep.as_bytes()), Err(ProxyError::BadRequest(_))));
+        let in_string = format!("{{\"model\":\"m\",\"x\":\"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
+        assert!(RequestBody::parse(in_string.as_bytes()).is_ok());
     }
 
     #[test]

@@ -94,7 +94,8 @@ impl Server {
             .build()?;
 
         let metrics = Arc::new(Metrics::new()?);
-        let snapshots = Arc::new(SnapshotStore::new(settings.state_dir.clone(), Arc::new(Registry::default())));
+        let snapshots =
+            Arc::new(SnapshotStore::new(settings.state_dir.clone(), Arc::new(Registry::new(settings.breaker))));
         if let Some(v) = snapshots.load_from_disk().await {
             tracing::info!(version = v, "serving the snapshot kept on disk until the control plane answers");
         }

@@ -8,6 +8,7 @@ mod helpers;
 
 mod auth;
 mod bootstrap;
+mod data_plane;
 mod end_to_end;
 mod keys;
 mod models;

@@ -30,7 +30,19 @@ pub async fn spawn_node(app: &TestApp, state_dir: &Path) -> TestNode {
     spawn_node_at(&app.address, &app.node_token, state_dir).await
 }
 
+/// Like [`spawn_node`], after `tweak` adjusts the node's settings.
+pub async fn spawn_node_with(app: &TestApp, state_dir: &Path, tweak: impl FnOnce(&mut Settings)) -> TestNode {
+    let mut settings = node_settings(&app.address, &app.node_token, state_dir);
+    tweak(&mut settings);
+    start(settings).await
+}
+
 pub async fn spawn_node_at(control_plane: &str, node_token: &str, state_dir: &Path) -> TestNode {
+    start(node_settings(control_plane, node_token, state_dir)).await
+}
+
+/// Settings of a test node: port 0, fast usage reporting, short grace at shutdown.
+pub fn node_settings(control_plane: &str, node_token: &str, state_dir: &Path) -> Settings {
     let mut settings = Settings::new(control_plane, Secret::new(node_token));
     settings.listen = ([127, 0, 0, 1], 0).into();
     settings.state_dir = state_dir.to_path_buf();
@@ -38,6 +50,10 @@ pub async fn spawn_node_at(control_plane: &str, node_token: &str, state_dir: &Pa
     settings.upstream_connect_timeout = Duration::from_secs(2);
     settings.workers = 1;
     settings.shutdown_usage_grace = Duration::from_millis(300);
+    settings
+}
+
+async fn start(settings: Settings) -> TestNode {
     let server = Server::build(settings).await.expect("node did not build");
     let address = format!("http://127.0.0.1:{}", server.port());
     let node = server.node();
