@@ -19,6 +19,7 @@ mod completions;
 mod embeddings;
 mod error;
 mod handle;
+mod responses;
 mod server;
 mod state;
 mod wire;

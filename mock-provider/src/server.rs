@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::{Pacing, ResponseBody};
 use crate::state::{Recorded, State};
 use crate::wire::MockOverrides;
-use crate::{Failure, MockConfig, MockHandle, chat, completions, embeddings, error};
+use crate::{Failure, MockConfig, MockHandle, chat, completions, embeddings, error, responses};
 
 /// Binds `addr` (port 0 picks a free port) and serves on the current tokio runtime; returns once listening.
 pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<MockHandle> {
@@ -72,6 +72,7 @@ enum Route {
     Chat,
     Completions,
     Embeddings,
+    Responses,
     Models,
     NotFound(String),
 }
@@ -82,6 +83,7 @@ impl Route {
             (&Method::POST, "/v1/chat/completions") => Self::Chat,
             (&Method::POST, "/v1/completions") => Self::Completions,
             (&Method::POST, "/v1/embeddings") => Self::Embeddings,
+            (&Method::POST, "/v1/responses") => Self::Responses,
             (&Method::GET, "/v1/models") => Self::Models,
             _ => Self::NotFound(format!("{method} {path}")),
         }
@@ -168,6 +170,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         Route::Chat => chat::handle(&ctx, &body).await,
         Route::Completions => completions::handle(&ctx, &body).await,
         Route::Embeddings => embeddings::handle(&ctx, &body).await,
+        Route::Responses => responses::handle(&ctx, &body).await,
         Route::Models => {
             ctx.pause(None).await;
             models()

@@ -10,6 +10,8 @@ async fn the_official_openai_python_sdk_works_unmodified() {
     let app = spawn_app(Backend::Sqlite).await;
     let mock = start_mock().await;
     let tenant = app.setup_tenant(&mock.base_url(), "sdk-model").await;
+    let restricted =
+        app.issue_key(tenant.team.id, &serde_json::json!({ "name": "restricted", "allowed_models": ["other"] })).await;
     let dir = tempfile::tempdir().unwrap();
     let node = spawn_node(&app, dir.path()).await;
     node.wait_for_config(&app).await;
@@ -23,12 +25,13 @@ async fn the_official_openai_python_sdk_works_unmodified() {
         .env("SWITCHYARD_BASE_URL", format!("{}/v1", node.address))
         .env("SWITCHYARD_API_KEY", &tenant.key)
         .env("SWITCHYARD_MODEL", "sdk-model")
+        .env("SWITCHYARD_RESTRICTED_KEY", &restricted.key)
         .output()
         .await
         .unwrap_or_else(|e| panic!("cannot run {python}: {e} (install Python 3 and `pip install openai`)"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the OpenAI SDK script failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("checks ok: chat, stream, stream_with_usage, bad_key, unknown_model"), "{stdout}");
+    assert!(stdout.contains("checks ok: chat, stream, stream_with_usage, tools_round_trip, response_format, embeddings, models, responses_api, bad_key, unknown_model, forbidden_model, bad_request"), "{stdout}");
     node.stop().await;
 }
