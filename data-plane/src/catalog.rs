@@ -19,6 +19,8 @@ pub struct Catalog {
     models: HashMap<Box<str>, ModelRoute>,
     /// Public model names, sorted, for `GET /v1/models`.
     model_names: Vec<Box<str>>,
+    /// Limits of teams and keys, with budget spend.
+    pub limits: crate::limits::Policies,
 }
 
 /// What the request path knows about the caller once its key is found.
@@ -73,6 +75,7 @@ impl Catalog {
             keys: HashMap::new(),
             models: HashMap::new(),
             model_names: Vec::new(),
+            limits: Default::default(),
         }
     }
 
@@ -127,7 +130,8 @@ impl Catalog {
             .collect();
         let mut model_names: Vec<Box<str>> = snapshot.models.iter().map(|m| m.name.as_str().into()).collect();
         model_names.sort();
-        Self { version: snapshot.version, created_at: snapshot.created_at, keys, models, model_names }
+        let limits = crate::limits::Policies::compile(snapshot);
+        Self { version: snapshot.version, created_at: snapshot.created_at, keys, models, model_names, limits }
     }
 
     /// The public model names `key` may use, sorted.

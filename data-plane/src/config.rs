@@ -79,6 +79,8 @@ pub struct Settings {
     pub governance: bool,
     /// HTTP worker threads (`SWITCHYARD_WORKERS`, default: number of cores).
     pub workers: usize,
+    /// Rate, concurrency and budget enforcement: Redis, fail-open (`SWITCHYARD_REDIS_*`, `SWITCHYARD_LIMITS_*`).
+    pub limits: crate::limits::LimitSettings,
 }
 
 impl Settings {
@@ -103,6 +105,7 @@ impl Settings {
             shutdown_usage_grace: Duration::from_secs(10),
             governance: true,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            limits: Default::default(),
         }
     }
 
@@ -172,6 +175,7 @@ impl Settings {
         if let Some(v) = var("SWITCHYARD_WORKERS") {
             s.workers = parse("SWITCHYARD_WORKERS", &v)?;
         }
+        s.limits.read_env(var)?;
         Ok(s)
     }
 }

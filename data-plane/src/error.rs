@@ -39,6 +39,9 @@ pub enum ProxyError {
     UpstreamAuth,
     #[error("The upstream provider sent an invalid response.")]
     UpstreamInvalid,
+    /// A rate, concurrency or budget limit of the key or its team (429).
+    #[error("{}", .0.message())]
+    Limited(Box<crate::limits::Denied>),
 }
 
 impl ProxyError {
@@ -56,6 +59,7 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -78,6 +82,8 @@ impl ProxyError {
             | Self::UpstreamTimeout
             | Self::UpstreamAuth
             | Self::UpstreamInvalid => "api_error",
+            Self::Limited(d) if d.is_quota() => "insufficient_quota",
+            Self::Limited(_) => "rate_limit_error",
         }
     }
 
@@ -100,6 +106,8 @@ impl ProxyError {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamAuth => "upstream_auth_failed",
             Self::UpstreamInvalid => "upstream_invalid_response",
+            Self::Limited(d) if d.is_quota() => "insufficient_quota",
+            Self::Limited(_) => "rate_limit_exceeded",
         }
     }
 
@@ -123,6 +131,15 @@ impl ResponseError for ProxyError {
         if matches!(self, Self::MissingKey | Self::InvalidKey | Self::ExpiredKey) {
             res.insert_header(("www-authenticate", "Bearer"));
         }
-        res.body(self.body().to_json())
+        if let Self::Limited(d) = self {
+            res.insert_header(("retry-after", d.retry_after_secs().to_string()));
+        }
+        let mut res = res.body(self.body().to_json());
+        if let Self::Limited(d) = self
+            && let Some(h) = d.headers()
+        {
+            h.write(res.headers_mut());
+        }
+        res
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod metering;
 pub mod metrics;
 pub mod models;

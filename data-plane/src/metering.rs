@@ -42,6 +42,8 @@ pub struct Meter {
     pub upstream_model: Option<String>,
     /// A rough prompt token count (request bytes / 4), used only when the upstream reports no usage.
     pub prompt_estimate: u64,
+    /// The request's hold on its limits, settled with the record (shared by the clones a stream relay keeps).
+    pub limits: Option<std::sync::Arc<crate::limits::Ticket>>,
 }
 
 /// How a request ended.
@@ -61,7 +63,7 @@ impl Meter {
             (None, Some(e)) => (e, UsageSource::Estimated),
             (None, None) => (Usage::default(), UsageSource::None),
         };
-        UsageRecord {
+        let record = UsageRecord {
             id: Uuid::now_v7(),
             request_id: self.request_id.clone(),
             node_id: self.node_id.to_string(),
@@ -80,7 +82,11 @@ impl Meter {
             completion_tokens: usage.completion_tokens,
             usage_source: source,
             cost_micros: self.price.cost(usage.prompt_tokens, usage.completion_tokens),
+        };
+        if let Some(t) = &self.limits {
+            t.settle(&record);
         }
+        record
     }
 }
 

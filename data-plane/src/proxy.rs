@@ -19,7 +19,7 @@ use crate::metering::{Meter, Outcome, usage_of_body};
 use crate::request::RequestBody;
 use crate::server::AppState;
 use crate::streaming::{Relay, StreamLimits};
-use crate::{auth, routing};
+use crate::{auth, limits, routing};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Names the provider and upstream model that served the response.
@@ -72,9 +72,13 @@ async fn handle(
         provider_id: None,
         upstream_model: None,
         prompt_estimate: 0,
+        limits: None,
     };
     match serve(endpoint, &req, payload, &state, &catalog, key, &mut meter).await {
-        Ok(res) => res,
+        Ok(mut res) => {
+            limit_headers(&meter, &mut res);
+            res
+        }
         Err(e) => {
             state.usage.record(meter.finish(Outcome {
                 status: e.status().as_u16(),
@@ -83,8 +87,17 @@ async fn handle(
                 estimate: None,
                 first_byte: None,
             }));
-            error_response(&e, &meter.request_id)
+            let mut res = error_response(&e, &meter.request_id);
+            limit_headers(&meter, &mut res);
+            res
         }
+    }
+}
+
+/// OpenAI's `x-ratelimit-*` headers, on every response to a request whose key or team has rate limits.
+fn limit_headers(meter: &Meter, res: &mut HttpResponse) {
+    if let Some(t) = &meter.limits {
+        t.headers.write(res.headers_mut());
     }
 }
 
@@ -120,6 +133,17 @@ async fn serve(
         return Err(ProxyError::ModelNotAllowed(parsed.model.to_string()));
     }
     meter.price = route.price;
+    if state.governance {
+        let ask = limits::Ask {
+            team_id: key.team_id,
+            key_id: key.id,
+            prompt_tokens: meter.prompt_estimate,
+            body: &body,
+            price: route.price,
+        };
+        let ticket = state.limiter.admit(&catalog.limits, &ask).await.map_err(|d| ProxyError::Limited(Box::new(d)))?;
+        meter.limits = ticket.map(std::sync::Arc::new);
+    }
     let candidates = routing::plan(route, &mut rand::rng());
     if candidates.is_empty() {
         return Err(ProxyError::NoRoute(parsed.model.to_string()));

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::health::Registry;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::reporting::{self, UsageSink};
 use crate::snapshot::{self, SnapshotStore};
@@ -27,6 +28,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub timeouts: Timeouts,
     pub governance: bool,
+    pub limiter: Arc<Limiter>,
 }
 
 /// Time limits of one request, on both sides.
@@ -48,6 +50,7 @@ pub struct Node {
     pub id: Arc<str>,
     pub snapshots: Arc<SnapshotStore>,
     pub usage: Arc<UsageSink>,
+    pub limiter: Arc<Limiter>,
 }
 
 pub struct Server {
@@ -71,6 +74,8 @@ pub enum BuildError {
     Metrics(#[from] prometheus::Error),
     #[error("state directory {path}: {source}")]
     StateDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Limits(#[from] crate::limits::LimiterError),
 }
 
 impl Server {
@@ -101,6 +106,11 @@ impl Server {
         }
         let (sink, reporter) = reporting::channel(client.clone(), &settings, node_id.to_string(), metrics);
         let usage = Arc::new(sink);
+        let limiter = Arc::new(Limiter::new(settings.limits.clone(), node_id.clone())?);
+        // Bounded: a node whose Redis is down still starts, with per-node limits until Redis answers.
+        if !limiter.connect(Duration::from_secs(1)).await {
+            tracing::warn!("redis is not reachable yet; limits are per node until it is");
+        }
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(snapshot::run_sync(
@@ -128,6 +138,7 @@ impl Server {
                 client_body: settings.client_body_timeout,
             },
             governance: settings.governance,
+            limiter: limiter.clone(),
         });
         let listener =
             TcpListener::bind(settings.listen).map_err(|source| BuildError::Bind { addr: settings.listen, source })?;
@@ -146,7 +157,7 @@ impl Server {
         Ok(Self {
             port,
             http,
-            node: Node { id: node_id, snapshots, usage },
+            node: Node { id: node_id, snapshots, usage, limiter },
             stop,
             tasks,
             usage_grace: settings.shutdown_usage_grace,

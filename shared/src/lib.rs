@@ -5,7 +5,9 @@
 //! Architecture invariant: this crate does no I/O. Randomness and time enter as parameters.
 
 pub mod error;
+pub mod limits;
 pub mod money;
+pub mod period;
 pub mod protocol;
 pub mod secret;
 pub mod snapshot;

@@ -10,6 +10,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{Limits, Spend};
 use crate::money::Price;
 use crate::secret::KeyHash;
 
@@ -29,6 +30,48 @@ pub struct Snapshot {
     pub providers: Vec<ProviderEntry>,
     #[serde(default)]
     pub models: Vec<ModelEntry>,
+    /// Limits of teams and keys that have any, with the spend counted so far in their budget period.
+    #[serde(default)]
+    pub limits: Vec<LimitEntry>,
+    /// Per node, the newest usage record the spend in `limits` already includes, so a node counts its own
+    /// unreported spend on top without counting anything twice.
+    #[serde(default)]
+    pub usage_watermarks: Vec<UsageWatermark>,
+}
+
+/// Which level a limit applies to. A request is checked against its key's limits and its team's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    Team,
+    Key,
+}
+
+impl LimitScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Team => "team",
+            Self::Key => "key",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitEntry {
+    pub scope: LimitScope,
+    /// The team id or key id.
+    pub id: i64,
+    pub limits: Limits,
+    /// Spend counted by the control plane in the current budget period (absent without a budget).
+    #[serde(default)]
+    pub spend: Option<Spend>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageWatermark {
+    pub node_id: String,
+    /// Usage record ids are UUIDv7 minted by the node, so they order by time.
+    pub last_record_id: uuid::Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +167,8 @@ pub enum SnapshotError {
     UnknownProvider(String, i64),
     #[error("model `{0}` has a target with weight 0")]
     ZeroWeight(String),
+    #[error("limits of {0} {1} refer to nothing in the snapshot")]
+    UnknownLimitScope(&'static str, i64),
 }
 
 impl Snapshot {
@@ -137,6 +182,8 @@ impl Snapshot {
             keys: Vec::new(),
             providers: Vec::new(),
             models: Vec::new(),
+            limits: Vec::new(),
+            usage_watermarks: Vec::new(),
         }
     }
 
@@ -152,6 +199,7 @@ impl Snapshot {
             }
         }
         let mut hashes = HashSet::with_capacity(self.keys.len());
+        let key_ids: HashSet<i64> = self.keys.iter().map(|k| k.id).collect();
         for k in &self.keys {
             if !hashes.insert(k.hash) {
                 return Err(SnapshotError::Duplicate("key hash", k.id.to_string()));
@@ -173,6 +221,19 @@ impl Snapshot {
                 if t.weight == 0 {
                     return Err(SnapshotError::ZeroWeight(m.name.clone()));
                 }
+            }
+        }
+        let mut scopes = HashSet::with_capacity(self.limits.len());
+        for l in &self.limits {
+            let known = match l.scope {
+                LimitScope::Team => teams.contains(&l.id),
+                LimitScope::Key => key_ids.contains(&l.id),
+            };
+            if !known {
+                return Err(SnapshotError::UnknownLimitScope(l.scope.as_str(), l.id));
+            }
+            if !scopes.insert((l.scope, l.id)) {
+                return Err(SnapshotError::Duplicate("limits of", format!("{} {}", l.scope.as_str(), l.id)));
             }
         }
         Ok(())
@@ -214,6 +275,29 @@ mod tests {
                     priority: 0,
                 }],
             }],
+            limits: vec![
+                LimitEntry {
+                    scope: LimitScope::Team,
+                    id: 1,
+                    limits: Limits {
+                        rpm: Some(600),
+                        budget: Some(crate::limits::Budget { max_micros: Some(10_000_000), ..Default::default() }),
+                        ..Default::default()
+                    },
+                    spend: Some(Spend {
+                        period_start: DateTime::from_timestamp(1_698_796_800, 0).unwrap(),
+                        micros: 1234,
+                        tokens: 99,
+                    }),
+                },
+                LimitEntry {
+                    scope: LimitScope::Key,
+                    id: 10,
+                    limits: Limits { max_concurrent: Some(2), ..Default::default() },
+                    spend: None,
+                },
+            ],
+            usage_watermarks: vec![UsageWatermark { node_id: "n1".into(), last_record_id: uuid::Uuid::now_v7() }],
         }
     }
 
@@ -232,6 +316,31 @@ mod tests {
         let s: Snapshot = serde_json::from_str(json).unwrap();
         assert!(s.keys.is_empty());
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn a_payload_from_before_limits_still_parses() {
+        // What a control plane without limits wrote: no `limits`, no `usage_watermarks`.
+        let mut old = serde_json::to_value(sample()).unwrap();
+        let obj = old.as_object_mut().unwrap();
+        obj.remove("limits");
+        obj.remove("usage_watermarks");
+        let s: Snapshot = serde_json::from_value(old).unwrap();
+        assert!(s.limits.is_empty() && s.usage_watermarks.is_empty());
+        s.validate().unwrap();
+        // A limit entry with only some fields set parses with the rest unlimited.
+        let e: LimitEntry = serde_json::from_str(r#"{"scope":"key","id":3,"limits":{"rpm":5}}"#).unwrap();
+        assert_eq!((e.limits.rpm, e.limits.tpm, e.spend), (Some(5), None, None));
+    }
+
+    #[test]
+    fn limits_must_refer_to_known_teams_and_keys_once() {
+        let mut s = sample();
+        s.limits[1].id = 77;
+        assert_eq!(s.validate(), Err(SnapshotError::UnknownLimitScope("key", 77)));
+        let mut s = sample();
+        s.limits.push(s.limits[0].clone());
+        assert!(matches!(s.validate(), Err(SnapshotError::Duplicate(..))));
     }
 
     #[test]

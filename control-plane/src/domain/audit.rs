@@ -2,7 +2,12 @@
 //! a change without its audit row (or the reverse) cannot exist.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait as _, ConnectionTrait, DbErr, Set};
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _, Set,
+};
+
+use super::{DomainError, Store};
 
 use crate::entities::audit_log;
 
@@ -17,6 +22,14 @@ impl Actor {
 
     pub fn system() -> Self {
         Self("system".to_owned())
+    }
+
+    /// A console user, with the address the request came from when known.
+    pub fn user(email: &str, address: Option<&str>) -> Self {
+        match address {
+            Some(a) => Self(format!("user:{email} from {a}")),
+            None => Self(format!("user:{email}")),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -62,4 +75,13 @@ pub async fn record(
     .insert(conn)
     .await?;
     Ok(())
+}
+
+/// Audit rows newest first, `limit` at a time, continuing below `before_id` when given.
+pub async fn list(store: &Store, before_id: Option<i64>, limit: u64) -> Result<Vec<audit_log::Model>, DomainError> {
+    let mut query = audit_log::Entity::find().order_by_desc(audit_log::Column::Id).limit(limit.clamp(1, 500));
+    if let Some(before) = before_id {
+        query = query.filter(audit_log::Column::Id.lt(before));
+    }
+    Ok(query.all(&store.db).await?)
 }

@@ -4,15 +4,25 @@
 //! Architecture invariant: every configuration change goes through [`change::Change`], so the change, its audit
 //! row and the snapshot version bump commit together, and the publisher hears about it only after the commit.
 
+pub mod access;
+pub mod accounts;
 pub mod audit;
 pub mod bootstrap;
 pub mod change;
+pub mod csrf;
+pub mod dashboard;
 pub mod error;
+pub mod invites;
+pub mod key_owners;
 pub mod keys;
+pub mod limits;
+pub mod memberships;
 pub mod models;
 pub mod nodes;
 pub mod operators;
+pub mod personal_tokens;
 pub mod providers;
+pub mod sessions;
 pub mod snapshot;
 pub mod teams;
 pub mod usage;

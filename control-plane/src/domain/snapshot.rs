@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::DomainError;
 use super::keys::decode_allowed_models;
+use super::limits;
 use super::models::load_all;
 use super::providers::parse_kind;
 use crate::crypto::Cipher;
@@ -110,6 +111,10 @@ pub async fn build(db: &DatabaseConnection, cipher: &Cipher, now: DateTime<Utc>)
         .await?;
     let provider_rows = providers::Entity::find().order_by_asc(providers::Column::Id).all(&txn).await?;
     let models = load_all(&txn).await?;
+    let team_ids = team_rows.iter().map(|t| t.id).collect();
+    let key_ids = key_rows.iter().map(|k| k.id).collect();
+    let limit_entries = limits::snapshot_entries(&txn, &team_ids, &key_ids, now).await?;
+    let usage_watermarks = limits::watermarks(&txn).await?;
     txn.commit().await?;
 
     let keys = key_rows
@@ -162,6 +167,8 @@ pub async fn build(db: &DatabaseConnection, cipher: &Cipher, now: DateTime<Utc>)
                     .collect(),
             })
             .collect(),
+        limits: limit_entries,
+        usage_watermarks,
     };
     snapshot.validate().map_err(|e| DomainError::Internal(format!("the built snapshot is inconsistent: {e}")))?;
     Ok(snapshot)

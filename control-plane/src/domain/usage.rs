@@ -13,6 +13,7 @@ use switchyard_shared::{UsageAck, UsageBatch, UsageRecord};
 use uuid::Uuid;
 
 use super::change::begin_write;
+use super::limits;
 use super::{DomainError, Store};
 use crate::entities::usage_records;
 
@@ -69,6 +70,7 @@ fn to_row(r: UsageRecord, received_at: DateTime<Utc>) -> usage_records::ActiveMo
 pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, DomainError> {
     let received = batch.records.len() as u64;
     let now = Utc::now();
+    let touched = limits::Touched::of(&batch.records);
     let txn = begin_write(&store.db).await?;
     let mut stored = 0u64;
     let mut records = batch.records.into_iter().peekable();
@@ -81,7 +83,12 @@ pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, Domain
             TryInsertResult::Conflicted | TryInsertResult::Empty => 0,
         };
     }
+    let spend_changed = stored > 0 && limits::after_ingest(&txn, &batch.node_id, &touched, now).await?;
     txn.commit().await?;
+    if spend_changed {
+        // Budgeted spend moved: nodes get the new totals with the next snapshot.
+        store.republish.ring();
+    }
     tracing::info!(node_id = %batch.node_id, received, stored, "usage batch stored");
     Ok(UsageAck { received, stored, duplicates: received.saturating_sub(stored) })
 }

@@ -11,10 +11,12 @@ pub struct Model {
     pub email: String,
     /// argon2id PHC string.
     pub password_hash: String,
-    /// `operator`, `finance` or `member`.
+    /// Platform role: `operator`, `finance` or `member` (rights only through team memberships).
     pub role: String,
     pub created_at: DateTimeUtc,
     pub disabled_at: Option<DateTimeUtc>,
+    /// Bumped on password change and when the user is disabled; console sessions carry the version they began with.
+    pub session_version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

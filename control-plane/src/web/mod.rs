@@ -1,10 +1,11 @@
 //! The HTTP surface, actix only: extract → call one domain function → render. Routes live in [`configure`];
-//! errors become HTTP responses in exactly one place, [`error`].
+//! errors become HTTP responses in exactly one place per surface: [`error`] (JSON) and [`pages::error`] (HTML).
 
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod node_api;
+pub mod pages;
 
 use std::time::Instant;
 
@@ -47,6 +48,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/teams/{id}/keys", web::post().to(api::keys::issue))
                 .route("/teams/{id}/keys", web::get().to(api::keys::list))
                 .route("/keys/{id}/revoke", web::post().to(api::keys::revoke))
+                .route("/teams/{id}/limits", web::get().to(api::limits::get_team))
+                .route("/teams/{id}/limits", web::put().to(api::limits::set_team))
+                .route("/teams/{id}/limits", web::delete().to(api::limits::clear_team))
+                .route("/keys/{id}/limits", web::get().to(api::limits::get_key))
+                .route("/keys/{id}/limits", web::put().to(api::limits::set_key))
+                .route("/keys/{id}/limits", web::delete().to(api::limits::clear_key))
+                .route("/alerts", web::get().to(api::alerts::list))
                 .route("/providers", web::post().to(api::providers::create))
                 .route("/providers", web::get().to(api::providers::list))
                 .route("/providers/{id}", web::put().to(api::providers::update))
@@ -67,6 +75,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::post().to(node_api::usage::ingest)),
                 ),
         )
+        // The admin console (HTML, cookie sessions) under `/console`.
+        .configure(pages::configure)
         .default_service(web::to(not_found));
 }
 

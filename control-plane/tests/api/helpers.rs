@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use switchyard_control_plane::config::Secret;
 use switchyard_control_plane::domain::keys::Key;
+use switchyard_control_plane::domain::limits::{Alert, LimitsView};
 use switchyard_control_plane::domain::models::Model;
 use switchyard_control_plane::domain::nodes::NodeList;
 use switchyard_control_plane::domain::providers::Provider;
@@ -416,6 +417,20 @@ impl TestApp {
 
     pub async fn nodes(&self) -> NodeList {
         expect_json(self.api_get("/nodes").await, StatusCode::OK).await
+    }
+
+    /// `PUT <owner>/limits`, `owner` being `/teams/{id}` or `/keys/{id}`.
+    pub async fn put_limits(&self, owner: &str, limits: &Value) -> LimitsView {
+        expect_json(self.api_put(&format!("{owner}/limits"), limits).await, StatusCode::OK).await
+    }
+
+    pub async fn get_limits(&self, owner: &str) -> LimitsView {
+        expect_json(self.api_get(&format!("{owner}/limits")).await, StatusCode::OK).await
+    }
+
+    /// `GET /alerts?<query>`.
+    pub async fn alerts(&self, query: &str) -> Vec<Alert> {
+        expect_json(self.api_get(&format!("/alerts?{query}")).await, StatusCode::OK).await
     }
 
     /// Team + provider (pointing at `upstream_base_url`, with a credential) + model + key, in one call.

@@ -8,9 +8,13 @@ mod helpers;
 
 mod auth;
 mod bootstrap;
+mod console;
+mod console_helpers;
 mod data_plane;
 mod end_to_end;
 mod keys;
+mod limits;
+mod limits_e2e;
 mod models;
 mod node;
 mod nodes;

@@ -1,6 +1,8 @@
 //! The JSON admin API under `/api/v1`, one file per resource. Every handler takes an [`super::auth::OperatorAuth`].
 
+pub mod alerts;
 pub mod keys;
+pub mod limits;
 pub mod models;
 pub mod nodes;
 pub mod providers;

@@ -1,0 +1,153 @@
+//! `/console/providers`: upstream providers (operators only). Credentials are write-only: the form never shows
+//! the stored one; leaving the field empty keeps it, ticking "remove" deletes it.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::error::PageError;
+use super::format;
+use super::session::{Posted, Viewer};
+use super::view::{self, Chrome, FormErrors};
+use crate::domain::providers::{self, Provider, ProviderInput};
+use crate::web::AppState;
+
+#[derive(Template)]
+#[template(path = "providers/list.html")]
+pub struct ProvidersView {
+    pub chrome: Chrome,
+    pub rows: Vec<ProviderRow>,
+    pub form: ProviderForm,
+    pub errors: FormErrors,
+}
+
+#[derive(Template)]
+#[template(path = "providers/edit.html")]
+pub struct ProviderEditView {
+    pub chrome: Chrome,
+    pub id: i64,
+    pub has_credential: bool,
+    pub form: ProviderForm,
+    pub errors: FormErrors,
+}
+
+pub struct ProviderRow {
+    pub id: i64,
+    pub name: String,
+    pub base_url: String,
+    pub credential: &'static str,
+    pub updated: String,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct ProviderForm {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub base_url: String,
+    /// Never echoed back into the page.
+    #[serde(default, skip_serializing)]
+    pub api_key: String,
+    #[serde(default)]
+    pub remove_credential: Option<String>,
+}
+
+impl ProviderForm {
+    fn input(&self, editing: bool) -> ProviderInput {
+        let api_key = if self.remove_credential.is_some() {
+            Some(String::new())
+        } else if self.api_key.is_empty() {
+            // On create an empty field means "no credential"; on update it keeps the stored one.
+            if editing { None } else { Some(String::new()) }
+        } else {
+            Some(self.api_key.clone())
+        };
+        ProviderInput { name: self.name.clone(), kind: None, base_url: self.base_url.clone(), api_key }
+    }
+
+    /// What the page may show again: everything but the credential.
+    fn without_secret(mut self) -> Self {
+        self.api_key.clear();
+        self
+    }
+}
+
+fn row(p: Provider) -> ProviderRow {
+    ProviderRow {
+        id: p.id,
+        name: p.name,
+        base_url: p.base_url,
+        credential: if p.has_credential { "set" } else { "none" },
+        updated: format::timestamp(p.updated_at),
+    }
+}
+
+async fn list_page(
+    state: &AppState,
+    viewer: &Viewer,
+    form: ProviderForm,
+    errors: FormErrors,
+) -> Result<ProvidersView, PageError> {
+    let rows = providers::list(&state.store).await?.into_iter().map(row).collect();
+    Ok(ProvidersView { chrome: Chrome::new(viewer, "providers"), rows, form: form.without_secret(), errors })
+}
+
+pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse, PageError> {
+    viewer.require(viewer.is_operator())?;
+    view::ok(&list_page(&state, &viewer, ProviderForm::default(), FormErrors::default()).await?)
+}
+
+#[tracing::instrument(name = "console.providers.create", skip_all)]
+pub async fn create(state: web::Data<AppState>, posted: Posted<ProviderForm>) -> Result<HttpResponse, PageError> {
+    let Posted { viewer, form } = posted;
+    viewer.require(viewer.is_operator())?;
+    match providers::create(&state.store, &viewer.actor(), form.input(false)).await {
+        Ok(_) => Ok(view::see_other("/console/providers")),
+        Err(e) => {
+            let errors = FormErrors::from_domain(e, |p| p)?;
+            view::render(StatusCode::BAD_REQUEST, &list_page(&state, &viewer, form, errors).await?)
+        }
+    }
+}
+
+async fn find(state: &AppState, id: i64) -> Result<Provider, PageError> {
+    providers::list(&state.store).await?.into_iter().find(|p| p.id == id).ok_or(PageError::NotFound)
+}
+
+pub async fn edit(state: web::Data<AppState>, viewer: Viewer, id: web::Path<i64>) -> Result<HttpResponse, PageError> {
+    viewer.require(viewer.is_operator())?;
+    let p = find(&state, *id).await?;
+    let page = ProviderEditView {
+        chrome: Chrome::new(&viewer, "providers"),
+        id: p.id,
+        has_credential: p.has_credential,
+        form: ProviderForm { name: p.name, base_url: p.base_url, api_key: String::new(), remove_credential: None },
+        errors: FormErrors::default(),
+    };
+    view::ok(&page)
+}
+
+#[tracing::instrument(name = "console.providers.update", skip_all, fields(provider_id = *id))]
+pub async fn update(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    posted: Posted<ProviderForm>,
+) -> Result<HttpResponse, PageError> {
+    let Posted { viewer, form } = posted;
+    viewer.require(viewer.is_operator())?;
+    let existing = find(&state, *id).await?;
+    match providers::update(&state.store, &viewer.actor(), existing.id, form.input(true)).await {
+        Ok(_) => Ok(view::see_other("/console/providers")),
+        Err(e) => {
+            let page = ProviderEditView {
+                chrome: Chrome::new(&viewer, "providers"),
+                id: existing.id,
+                has_credential: existing.has_credential,
+                errors: FormErrors::from_domain(e, |p| p)?,
+                form: form.without_secret(),
+            };
+            view::render(StatusCode::BAD_REQUEST, &page)
+        }
+    }
+}
