@@ -293,6 +293,8 @@ async fn every_error_status_the_node_emits_is_openai_shaped() {
     let closed = app.create_provider("closed", &format!("http://127.0.0.1:{}/v1", free_port()), None).await;
     app.create_simple_model("unreachable", closed.id, "x", 1, 1).await;
     let restricted = app.issue_key(tenant.team.id, &json!({ "name": "r", "allowed_models": ["ok"] })).await;
+    let limited = app.issue_key(tenant.team.id, &json!({ "name": "one per minute" })).await;
+    app.put_limits(&format!("/keys/{}", limited.id), &json!({ "rpm": 1 })).await;
     let dir = tempfile::tempdir().unwrap();
     let node = spawn_node_with(&app, dir.path(), |s| {
         s.max_body_bytes = 64 * 1024;
@@ -328,6 +330,10 @@ async fn every_error_status_the_node_emits_is_openai_shaped() {
     check(StatusCode::NOT_FOUND, "unknown_url", expect_error(r, StatusCode::NOT_FOUND).await);
     let r = client.get(url("/v1/chat/completions")).send().await.unwrap();
     check(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", expect_error(r, StatusCode::METHOD_NOT_ALLOWED).await);
+    assert_eq!(node.chat(&limited.key, &chat_body("ok", false)).await.status(), StatusCode::OK);
+    let r = node.chat(&limited.key, &chat_body("ok", false)).await;
+    assert!(r.headers().get("retry-after").is_some());
+    check(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", expect_error(r, StatusCode::TOO_MANY_REQUESTS).await);
     let big = json!({ "model": "ok", "messages": [{ "role": "user", "content": "x".repeat(100_000) }] });
     let r = node.chat(key, &big).await;
     check(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", expect_error(r, StatusCode::PAYLOAD_TOO_LARGE).await);
@@ -349,7 +355,7 @@ async fn every_error_status_the_node_emits_is_openai_shaped() {
     let r = cold.chat(key, &chat_body("ok", false)).await;
     check(StatusCode::SERVICE_UNAVAILABLE, "not_ready", expect_error(r, StatusCode::SERVICE_UNAVAILABLE).await);
 
-    assert_eq!(seen, [400, 400, 401, 401, 403, 404, 404, 405, 413, 408, 502, 502, 504, 503]);
+    assert_eq!(seen, [400, 400, 401, 401, 403, 404, 404, 405, 429, 413, 408, 502, 502, 504, 503]);
     cold.stop().await;
     node.stop().await;
 }
