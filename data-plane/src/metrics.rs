@@ -7,6 +7,8 @@ use prometheus::{
 };
 use switchyard_shared::UsageRecord;
 
+use crate::limits::LimitStats;
+
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -114,13 +116,37 @@ impl Metrics {
     }
 
     /// The text exposition, with the scrape-time gauges set first.
-    pub fn render(&self, snapshot_version: u64, snapshot_age_secs: i64, usage_queue: usize) -> Vec<u8> {
+    pub fn render(
+        &self,
+        snapshot_version: u64,
+        snapshot_age_secs: i64,
+        usage_queue: usize,
+        limits: LimitStats,
+    ) -> Vec<u8> {
         self.snapshot_version.set(i64::try_from(snapshot_version).unwrap_or(i64::MAX));
         self.snapshot_age.set(snapshot_age_secs);
         self.usage_queue.set(i64::try_from(usage_queue).unwrap_or(i64::MAX));
         let mut out = Vec::with_capacity(8192);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "could not encode metrics");
+        }
+        // The limiter keeps its own atomic totals; they are written out as counters here.
+        for (name, help, value) in [
+            ("limit_denied_rate_total", "Requests refused by a rate or concurrency limit", limits.denied_rate),
+            ("limit_denied_budget_total", "Requests refused by a budget", limits.denied_budget),
+            ("limit_redis_errors_total", "Redis calls of the limiter that failed or timed out", limits.redis_errors),
+            (
+                "limit_redis_fallbacks_total",
+                "Admissions decided without Redis because it was unreachable",
+                limits.redis_fallbacks,
+            ),
+        ] {
+            out.extend_from_slice(
+                format!(
+                    "# HELP switchyard_{name} {help}\n# TYPE switchyard_{name} counter\nswitchyard_{name} {value}\n"
+                )
+                .as_bytes(),
+            );
         }
         out
     }

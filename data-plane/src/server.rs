@@ -230,7 +230,7 @@ where
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let catalog = state.snapshots.load();
     let age = if catalog.version == 0 { -1 } else { (chrono::Utc::now() - catalog.created_at).num_seconds() };
-    let body = state.usage.metrics().render(catalog.version, age, state.usage.queued());
+    let body = state.usage.metrics().render(catalog.version, age, state.usage.queued(), state.limiter.stats());
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
 }
 
