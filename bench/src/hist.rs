@@ -71,7 +71,7 @@ impl Histogram {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Quantiles {
     pub p50: f64,
     pub p99: f64,

@@ -43,7 +43,7 @@ pub struct LoadSpec {
     pub watch: Vec<Watched>,
 }
 
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Errors {
     pub connect: u64,
     pub status: u64,
@@ -59,7 +59,7 @@ impl Errors {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ProcReport {
     pub role: String,
     pub pid: u32,
@@ -76,7 +76,7 @@ pub struct ProcReport {
     pub rss_streams_open: Option<u64>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadReport {
     pub ok: u64,
     pub errors: Errors,

@@ -17,7 +17,8 @@ const USAGE: &str = "usage: switchyard-bench <command> [flags]   (see BENCHMARKS
   free-port                                                       print a free loopback port
   suite       --mock URL --governed URL --ungoverned URL --key K
               --mock-pid P --governed-pid P --ungoverned-pid P [--control-plane-pid P]
-              [--quick] [--only a,b] [--open-streams N] [--out FILE] [--json FILE]
+              [--quick] [--only a,b] [--except a,b] [--open-streams N] [--out FILE] [--json FILE]
+              [--merge FILE]   (runs from an earlier --json, rendered together with these)
   load        --url URL [--key K] [--kind chat|stream|slow|open] [--concurrency N] [--warmup S] [--duration S]
               [--watch role=PID,...]
   snapshot    --sizes 100000,1000000 --mock-url URL [--node-bin PATH] [--quick] [--out FILE]
@@ -76,10 +77,15 @@ async fn run(command: &str, args: &Args) -> anyhow::Result<()> {
                 control_plane_pid: args.parsed("control-plane-pid")?,
                 quick: args.flag("quick"),
                 only: args.list("only")?.unwrap_or_default(),
+                except: args.list("except")?.unwrap_or_default(),
                 open_streams: args.parsed("open-streams")?.unwrap_or(if args.flag("quick") { 2000 } else { 10_000 }),
             };
             let idle = suite::idle_rss(cfg.governed_pid);
-            let runs = suite::run(&cfg).await?;
+            let mut runs: Vec<suite::Run> = match args.opt("merge") {
+                Some(path) => serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {path}"))?)?,
+                None => Vec::new(),
+            };
+            runs.extend(suite::run(&cfg).await?);
             if let Some(path) = args.opt("json") {
                 std::fs::write(path, serde_json::to_vec_pretty(&runs)?).with_context(|| format!("writing {path}"))?;
             }

@@ -9,6 +9,7 @@ mod helpers;
 mod auth;
 mod bootstrap;
 mod console;
+mod console_browser;
 mod console_helpers;
 mod data_plane;
 mod end_to_end;

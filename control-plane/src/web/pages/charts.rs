@@ -26,8 +26,7 @@ pub fn daily_bars(
     let plot = HEIGHT - PAD_BOTTOM - PAD_TOP;
     let total: i64 = days.iter().map(&value).sum();
     let mut svg = format!(
-        "<svg class=\"chart {class}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-labelledby=\"{id}-t {id}-d\" \
-         preserveAspectRatio=\"none\"><title id=\"{id}-t\">{title}</title><desc id=\"{id}-d\">{} in total over {} \
+        "<svg class=\"chart {class}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-labelledby=\"{id}-t {id}-d\"><title id=\"{id}-t\">{title}</title><desc id=\"{id}-d\">{} in total over {} \
          days; highest day {}</desc>",
         label(total),
         days.len(),
@@ -49,9 +48,13 @@ pub fn daily_bars(
         ));
         // A date under the first, the middle and the last bar.
         if i == 0 || i == days.len() / 2 || i + 1 == days.len() {
+            let (anchor, tx) = match i {
+                0 => ("start", x),
+                i if i + 1 == days.len() => ("end", x + bar),
+                _ => ("middle", x + bar / 2),
+            };
             svg.push_str(&format!(
-                "<text x=\"{}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
-                x + bar / 2,
+                "<text x=\"{tx}\" y=\"{}\" class=\"tick\" text-anchor=\"{anchor}\">{}</text>",
                 HEIGHT - 6,
                 d.day.format("%b %d")
             ));

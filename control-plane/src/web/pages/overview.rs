@@ -26,7 +26,7 @@ pub struct OverviewView {
     pub spend: String,
     pub errors: String,
     pub error_rate: String,
-    pub charts: Vec<String>,
+    pub charts: Vec<(&'static str, String)>,
     pub top_models: Vec<ModelRow>,
     pub lagging_nodes: Option<usize>,
 }
@@ -49,20 +49,17 @@ pub fn model_rows(rows: Vec<dashboard::ModelUsage>) -> Vec<ModelRow> {
         .collect()
 }
 
-/// The four daily charts of a scope.
-pub fn daily_charts(days: &[dashboard::Day], id: &str) -> Vec<String> {
+/// The four daily charts of a scope, each with its caption.
+pub fn daily_charts(days: &[dashboard::Day], id: &str) -> Vec<(&'static str, String)> {
+    let chart =
+        |suffix: &str, title: &str, value: fn(&dashboard::Day) -> i64, label: fn(i64) -> String, class: &str| {
+            charts::daily_bars(&format!("{id}-{suffix}"), title, days, value, label, class)
+        };
     vec![
-        charts::daily_bars(&format!("{id}-req"), "Requests per day", days, |d| d.totals.requests, format::int, "c1"),
-        charts::daily_bars(&format!("{id}-tok"), "Tokens per day", days, |d| d.totals.tokens, format::int, "c2"),
-        charts::daily_bars(
-            &format!("{id}-spend"),
-            "Spend per day",
-            days,
-            |d| d.totals.cost_micros,
-            format::money,
-            "c3",
-        ),
-        charts::daily_bars(&format!("{id}-err"), "Errors per day", days, |d| d.totals.errors, format::int, "c4"),
+        ("Requests per day", chart("req", "Requests per day", |d| d.totals.requests, format::int, "c1")),
+        ("Tokens per day", chart("tok", "Tokens per day", |d| d.totals.tokens, format::int, "c2")),
+        ("Spend per day", chart("spend", "Spend per day", |d| d.totals.cost_micros, format::money, "c3")),
+        ("Errors per day", chart("err", "Errors per day", |d| d.totals.errors, format::int, "c4")),
     ]
 }
 
@@ -82,7 +79,10 @@ pub async fn show(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResp
     let from = first.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
     let top_models = model_rows(dashboard::by_model(store, &scope, from, now + Duration::days(1)).await?);
     let scope_label = match &scope {
-        Scope::All => format!("all {} teams", teams::list(store).await?.len()),
+        Scope::All => match teams::list(store).await?.len() {
+            1 => "the one team".to_owned(),
+            n => format!("all {n} teams"),
+        },
         Scope::Teams(ids) if ids.len() == 1 => "your team".to_owned(),
         Scope::Teams(ids) => format!("your {} teams", ids.len()),
     };

@@ -32,7 +32,7 @@ pub struct TeamView {
     pub name: String,
     pub slug: String,
     pub my_role: String,
-    pub charts: Vec<String>,
+    pub charts: Vec<(&'static str, String)>,
     pub models: Vec<ModelRow>,
     pub limits: Vec<(&'static str, String)>,
     pub budget: Option<String>,
