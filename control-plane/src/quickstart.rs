@@ -52,6 +52,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
 
     println!();
     println!("Switchyard is running (SQLite at {}).", data_dir.display());
+    println!("  web console:               {cp_url}/console");
     println!("  control plane (admin API): {cp_url}/api/v1");
     println!("  data plane (OpenAI API):   http://{node_listen}/v1");
     match &bootstrap {
