@@ -62,6 +62,7 @@ pub fn generate(keys: usize, version: u64, known: &KeyHash, mock_url: &str) -> S
         teams: (0..teams).map(|t| TeamEntry { id: t as i64 + 1, name: format!("team-{t}") }).collect(),
         keys: key_entries,
         providers: vec![ProviderEntry {
+            timeouts: Default::default(),
             id: 1,
             name: "bench-mock".into(),
             kind: ProviderKind::OpenaiCompatible,

@@ -224,7 +224,8 @@ async fn send(
     if let Some((name, value)) = &target.upstream.auth {
         rb = rb.header(*name, value.clone());
     }
-    match tokio::time::timeout(state.timeouts.first_byte, rb.send()).await {
+    let first_byte = state.timeouts.for_upstream(&target.upstream.timeouts).first_byte;
+    match tokio::time::timeout(first_byte, rb.send()).await {
         Err(_) => Err(ProxyError::UpstreamTimeout),
         Ok(Err(e)) if e.is_timeout() => Err(ProxyError::UpstreamTimeout),
         Ok(Err(_)) => Err(ProxyError::UpstreamUnavailable),
@@ -268,13 +269,14 @@ async fn respond(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| HeaderValue::from_str(v).ok());
     let is_sse = content_type.as_ref().is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let deadline = tokio::time::Instant::from_std(meter.started) + state.timeouts.total;
+    let timeouts = state.timeouts.for_upstream(&target.upstream.timeouts);
+    let deadline = tokio::time::Instant::from_std(meter.started) + timeouts.total;
 
     let mut builder = HttpResponse::build(client_status);
     response_headers(&mut builder, &meter.request_id, target);
 
     if status.is_success() && parsed.stream && is_sse {
-        let limits = StreamLimits { idle: state.timeouts.idle, deadline };
+        let limits = StreamLimits { idle: timeouts.idle, deadline };
         let relay = Relay::new(
             Box::pin(res.bytes_stream()),
             parsed.client_wants_usage,

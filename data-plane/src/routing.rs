@@ -49,6 +49,7 @@ mod tests {
                 kind: ProviderKind::OpenaiCompatible,
                 base_url: "http://x/v1".into(),
                 credential: None,
+                timeouts: Default::default(),
             }],
             models: vec![ModelEntry {
                 name: "m".into(),

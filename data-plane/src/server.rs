@@ -44,6 +44,19 @@ pub struct Timeouts {
     pub client_body: Duration,
 }
 
+impl Timeouts {
+    /// The node's limits with a provider's overrides applied.
+    pub fn for_upstream(&self, o: &switchyard_shared::snapshot::UpstreamTimeouts) -> Self {
+        let ms = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_millis);
+        Self {
+            first_byte: ms(o.first_byte_ms, self.first_byte),
+            idle: ms(o.idle_ms, self.idle),
+            total: ms(o.total_ms, self.total),
+            client_body: self.client_body,
+        }
+    }
+}
+
 /// A handle on a running node's state, for operations and tests.
 #[derive(Clone)]
 pub struct Node {

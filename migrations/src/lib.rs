@@ -10,6 +10,7 @@ pub use sea_orm_migration::MigratorTrait;
 mod m20261125_000001_initial;
 mod m20261126_000001_limits;
 mod m20261127_000001_console;
+mod m20261128_000001_provider_timeouts;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261126_000001_limits::Migration),
             Box::new(m20261127_000001_console::Migration),
+            Box::new(m20261128_000001_provider_timeouts::Migration),
         ]
     }
 }

@@ -124,6 +124,22 @@ pub struct ProviderEntry {
     /// The upstream credential in plaintext: snapshots are secrets in transit and at rest.
     #[serde(default)]
     pub credential: Option<String>,
+    #[serde(default)]
+    pub timeouts: UpstreamTimeouts,
+}
+
+/// Per-provider overrides of a node's upstream time limits, in milliseconds; `None` keeps the node's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamTimeouts {
+    /// Until the upstream's response headers.
+    #[serde(default)]
+    pub first_byte_ms: Option<u64>,
+    /// Longest silence between two chunks of a stream.
+    #[serde(default)]
+    pub idle_ms: Option<u64>,
+    /// The whole request, streams included.
+    #[serde(default)]
+    pub total_ms: Option<u64>,
 }
 
 impl fmt::Debug for ProviderEntry {
@@ -134,6 +150,7 @@ impl fmt::Debug for ProviderEntry {
             .field("kind", &self.kind)
             .field("base_url", &self.base_url)
             .field("credential", &self.credential.as_ref().map(|_| "<redacted>"))
+            .field("timeouts", &self.timeouts)
             .finish()
     }
 }
@@ -264,6 +281,7 @@ mod tests {
                 kind: ProviderKind::OpenaiCompatible,
                 base_url: "https://api.openai.com/v1".into(),
                 credential: Some("sk-upstream".into()),
+                timeouts: UpstreamTimeouts { first_byte_ms: Some(30_000), idle_ms: None, total_ms: None },
             }],
             models: vec![ModelEntry {
                 name: "gpt-4o".into(),

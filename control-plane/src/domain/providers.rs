@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait as _, EntityTrait as _, IntoActiveModel as _, QueryOrder as _, Set};
 use serde::{Deserialize, Serialize};
-use switchyard_shared::snapshot::ProviderKind;
+use switchyard_shared::snapshot::{ProviderKind, UpstreamTimeouts};
 
 use super::audit::{Actor, AuditEntry};
 use super::change::Change;
@@ -21,6 +21,8 @@ pub struct Provider {
     pub kind: ProviderKind,
     pub base_url: String,
     pub has_credential: bool,
+    /// Overrides of the nodes' upstream time limits; absent fields use each node's defaults.
+    pub timeouts: UpstreamTimeouts,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -34,6 +36,8 @@ pub struct ProviderInput {
     pub base_url: String,
     #[serde(default)]
     pub api_key: Option<String>,
+    #[serde(default)]
+    pub timeouts: UpstreamTimeouts,
 }
 
 impl std::fmt::Debug for ProviderInput {
@@ -43,6 +47,7 @@ impl std::fmt::Debug for ProviderInput {
             .field("kind", &self.kind)
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeouts", &self.timeouts)
             .finish()
     }
 }
@@ -66,6 +71,7 @@ impl From<providers::Model> for Provider {
         Self {
             kind: parse_kind(&m.kind).unwrap_or(ProviderKind::Unsupported),
             has_credential: m.credential_ciphertext.is_some(),
+            timeouts: timeouts_of(&m),
             id: m.id,
             name: m.name,
             base_url: m.base_url,
@@ -75,10 +81,24 @@ impl From<providers::Model> for Provider {
     }
 }
 
+/// The provider's time-limit overrides as the snapshot carries them.
+pub(crate) fn timeouts_of(m: &providers::Model) -> UpstreamTimeouts {
+    let ms = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    UpstreamTimeouts {
+        first_byte_ms: ms(m.first_byte_timeout_ms),
+        idle_ms: ms(m.idle_timeout_ms),
+        total_ms: ms(m.total_timeout_ms),
+    }
+}
+
+/// Longest override accepted: one day.
+const MAX_TIMEOUT_MS: u64 = 86_400_000;
+
 struct Valid {
     name: String,
     kind: ProviderKind,
     base_url: String,
+    timeouts: [Option<i64>; 3],
 }
 
 fn validate(input: &ProviderInput) -> Result<Valid, DomainError> {
@@ -104,7 +124,21 @@ fn validate(input: &ProviderInput) -> Result<Valid, DomainError> {
             "base_url must be an http:// or https:// URL, e.g. https://api.openai.com/v1",
         ));
     }
-    Ok(Valid { name: name.to_owned(), kind, base_url: base_url.to_owned() })
+    let t = input.timeouts;
+    let mut timeouts = [None; 3];
+    for (slot, (param, value)) in timeouts.iter_mut().zip([
+        ("timeouts.first_byte_ms", t.first_byte_ms),
+        ("timeouts.idle_ms", t.idle_ms),
+        ("timeouts.total_ms", t.total_ms),
+    ]) {
+        if let Some(v) = value {
+            if v == 0 || v > MAX_TIMEOUT_MS {
+                return Err(DomainError::invalid(param, format!("{param} must be 1-{MAX_TIMEOUT_MS} milliseconds")));
+            }
+            *slot = i64::try_from(v).ok();
+        }
+    }
+    Ok(Valid { name: name.to_owned(), kind, base_url: base_url.to_owned(), timeouts })
 }
 
 fn conflict(name: &str) -> impl FnOnce() -> String + '_ {
@@ -124,6 +158,9 @@ pub async fn create(store: &Store, actor: &Actor, input: ProviderInput) -> Resul
         kind: Set(kind_str(valid.kind).to_owned()),
         base_url: Set(valid.base_url),
         credential_ciphertext: Set(ciphertext),
+        first_byte_timeout_ms: Set(valid.timeouts[0]),
+        idle_timeout_ms: Set(valid.timeouts[1]),
+        total_timeout_ms: Set(valid.timeouts[2]),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
@@ -140,6 +177,7 @@ pub async fn create(store: &Store, actor: &Actor, input: ProviderInput) -> Resul
             "kind": row.kind,
             "base_url": row.base_url,
             "has_credential": row.credential_ciphertext.is_some(),
+            "timeouts_ms": [row.first_byte_timeout_ms, row.idle_timeout_ms, row.total_timeout_ms],
         }),
     );
     change.commit(store, actor, entry).await?;
@@ -159,6 +197,10 @@ pub async fn update(store: &Store, actor: &Actor, id: i64, input: ProviderInput)
     active.name = Set(valid.name.clone());
     active.kind = Set(kind_str(valid.kind).to_owned());
     active.base_url = Set(valid.base_url);
+    // A replace: overrides left out fall back to the nodes' defaults.
+    active.first_byte_timeout_ms = Set(valid.timeouts[0]);
+    active.idle_timeout_ms = Set(valid.timeouts[1]);
+    active.total_timeout_ms = Set(valid.timeouts[2]);
     let credential_changed = ciphertext.is_some();
     if let Some(c) = ciphertext {
         active.credential_ciphertext = Set(c);
@@ -175,6 +217,7 @@ pub async fn update(store: &Store, actor: &Actor, id: i64, input: ProviderInput)
             "base_url": row.base_url,
             "credential_changed": credential_changed,
             "has_credential": row.credential_ciphertext.is_some(),
+            "timeouts_ms": [row.first_byte_timeout_ms, row.idle_timeout_ms, row.total_timeout_ms],
         }),
     );
     change.commit(store, actor, entry).await?;
@@ -196,6 +239,7 @@ mod tests {
             kind: None,
             base_url: base_url.into(),
             api_key: Some("sk-secret".into()),
+            timeouts: Default::default(),
         }
     }
 

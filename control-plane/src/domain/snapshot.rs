@@ -138,6 +138,7 @@ pub async fn build(db: &DatabaseConnection, cipher: &Cipher, now: DateTime<Utc>)
                 credential: p.credential_ciphertext.as_deref().map(|c| cipher.decrypt(c)).transpose()?,
                 kind: parse_kind(&p.kind).unwrap_or(ProviderKind::Unsupported),
                 id: p.id,
+                timeouts: super::providers::timeouts_of(&p),
                 name: p.name,
                 base_url: p.base_url,
             })

@@ -13,6 +13,10 @@ pub struct Model {
     pub base_url: String,
     /// `base64(nonce || ciphertext)`, see `crate::crypto`.
     pub credential_ciphertext: Option<String>,
+    /// Overrides of the nodes' upstream time limits in milliseconds (NULL: the node's default).
+    pub first_byte_timeout_ms: Option<i64>,
+    pub idle_timeout_ms: Option<i64>,
+    pub total_timeout_ms: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

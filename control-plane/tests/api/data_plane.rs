@@ -71,6 +71,51 @@ async fn a_failing_first_tier_falls_back_to_the_second_on_500_429_and_timeouts()
     node.stop().await;
 }
 
+/// A provider's own time limits override the node's: here its first-byte limit is 200 ms while the node's is
+/// two minutes, and a silent stream is cut by its 300 ms idle limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_provider_timeouts_override_the_nodes() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let mock = start_mock().await;
+    let tenant = app.setup_tenant(&mock.base_url(), "unused").await;
+    let res = app
+        .api_put(
+            &format!("/providers/{}", tenant.provider.id),
+            &json!({ "name": tenant.provider.name, "base_url": mock.base_url(),
+                     "timeouts": { "first_byte_ms": 200, "idle_ms": 300 } }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let provider: Value = res.json().await.unwrap();
+    assert_eq!(provider["timeouts"]["first_byte_ms"], 200);
+    let e = expect_error(
+        app.api_put(
+            &format!("/providers/{}", tenant.provider.id),
+            &json!({ "name": tenant.provider.name, "base_url": mock.base_url(), "timeouts": { "total_ms": 0 } }),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(e.error.param.as_deref(), Some("timeouts.total_ms"));
+    let dir = tempfile::tempdir().unwrap();
+    let node = spawn_node(&app, dir.path()).await;
+    node.wait_for_config(&app).await;
+
+    mock.set_failure(Some(Failure::Hang));
+    let started = Instant::now();
+    let r = node.chat(&tenant.key, &chat_body("unused", false)).await;
+    expect_error(r, StatusCode::GATEWAY_TIMEOUT).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    mock.set_failure(None);
+    let mut body = chat_body("unused", true);
+    body["mock"] = json!({ "chunks": 5, "chunk_delay_ms": 2000 });
+    let text = node.chat(&tenant.key, &body).await.text().await.unwrap();
+    assert!(text.contains("upstream_timeout"), "{text}");
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_retry_once_bytes_have_reached_the_client() {
     let t = two_targets(false).await;

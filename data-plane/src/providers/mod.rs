@@ -14,6 +14,8 @@ pub struct Upstream {
     pub name: Box<str>,
     /// One URL per [`Endpoint`], joined once per snapshot.
     urls: [Box<str>; 4],
+    /// This provider's overrides of the node's upstream time limits.
+    pub timeouts: switchyard_shared::snapshot::UpstreamTimeouts,
     /// The header name and value carrying the credential, marked sensitive so it is never logged.
     pub auth: Option<(&'static str, HeaderValue)>,
 }

@@ -18,6 +18,7 @@ pub(super) fn upstream(entry: &ProviderEntry) -> Upstream {
         id: entry.id,
         name: entry.name.as_str().into(),
         urls: Endpoint::ALL.map(|e| format!("{base}{}", e.path()).into()),
+        timeouts: entry.timeouts,
         auth,
     }
 }

@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
+use switchyard_shared::snapshot::UpstreamTimeouts;
 
 use super::error::PageError;
 use super::format;
@@ -54,7 +55,8 @@ pub struct ProviderForm {
 }
 
 impl ProviderForm {
-    fn input(&self, editing: bool) -> ProviderInput {
+    /// The domain input; `timeouts` are the provider's current overrides (the form does not edit them).
+    fn input(&self, editing: bool, timeouts: UpstreamTimeouts) -> ProviderInput {
         let api_key = if self.remove_credential.is_some() {
             Some(String::new())
         } else if self.api_key.is_empty() {
@@ -63,7 +65,7 @@ impl ProviderForm {
         } else {
             Some(self.api_key.clone())
         };
-        ProviderInput { name: self.name.clone(), kind: None, base_url: self.base_url.clone(), api_key }
+        ProviderInput { name: self.name.clone(), kind: None, base_url: self.base_url.clone(), api_key, timeouts }
     }
 
     /// What the page may show again: everything but the credential.
@@ -102,7 +104,7 @@ pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResp
 pub async fn create(state: web::Data<AppState>, posted: Posted<ProviderForm>) -> Result<HttpResponse, PageError> {
     let Posted { viewer, form } = posted;
     viewer.require(viewer.is_operator())?;
-    match providers::create(&state.store, &viewer.actor(), form.input(false)).await {
+    match providers::create(&state.store, &viewer.actor(), form.input(false, UpstreamTimeouts::default())).await {
         Ok(_) => Ok(view::see_other("/console/providers")),
         Err(e) => {
             let errors = FormErrors::from_domain(e, |p| p)?;
@@ -137,7 +139,7 @@ pub async fn update(
     let Posted { viewer, form } = posted;
     viewer.require(viewer.is_operator())?;
     let existing = find(&state, *id).await?;
-    match providers::update(&state.store, &viewer.actor(), existing.id, form.input(true)).await {
+    match providers::update(&state.store, &viewer.actor(), existing.id, form.input(true, existing.timeouts)).await {
         Ok(_) => Ok(view::see_other("/console/providers")),
         Err(e) => {
             let page = ProviderEditView {
