@@ -9,6 +9,7 @@ pub mod hist;
 pub mod ingest;
 pub mod load;
 pub mod procstat;
+pub mod relay;
 pub mod report;
 pub mod seed;
 pub mod snapshot;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use switchyard_bench::args::Args;
 use switchyard_bench::procstat::Watched;
-use switchyard_bench::{client, ingest, load, seed, snapshot, suite};
+use switchyard_bench::{client, ingest, load, relay, seed, snapshot, suite};
 
 const USAGE: &str = "usage: switchyard-bench <command> [flags]   (see BENCHMARKS.md; bench/run drives them all)
 
@@ -15,8 +15,9 @@ const USAGE: &str = "usage: switchyard-bench <command> [flags]   (see BENCHMARKS
   wait-ready  --url URL [--version V | --path /healthz] [--timeout-secs S]
                                                                   wait for a node's /readyz (or GET path → 200)
   free-port                                                       print a free loopback port
+  relay       --upstream URL [--listen URL]                        byte relay (the floor of any proxy)
   suite       --mock URL --governed URL --ungoverned URL --key K
-              --mock-pid P --governed-pid P --ungoverned-pid P [--control-plane-pid P]
+              --mock-pid P --governed-pid P --ungoverned-pid P [--control-plane-pid P] [--relay URL --relay-pid P]
               [--quick] [--only a,b] [--except a,b] [--open-streams N] [--out FILE] [--json FILE]
               [--merge FILE]   (runs from an earlier --json, rendered together with these)
   load        --url URL [--key K] [--kind chat|stream|slow|open] [--concurrency N] [--warmup S] [--duration S]
@@ -64,6 +65,10 @@ async fn run(command: &str, args: &Args) -> anyhow::Result<()> {
                 }
             }
         }
+        "relay" => {
+            let listen = client::addr_of(args.opt("listen").unwrap_or("http://127.0.0.1:0"))?;
+            relay::run(listen, client::addr_of(args.req("upstream")?)?).await?;
+        }
         "free-port" => println!("{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()),
         "suite" => {
             let cfg = suite::SuiteConfig {
@@ -75,6 +80,11 @@ async fn run(command: &str, args: &Args) -> anyhow::Result<()> {
                 governed_pid: args.parsed("governed-pid")?.context("--governed-pid is required")?,
                 ungoverned_pid: args.parsed("ungoverned-pid")?.context("--ungoverned-pid is required")?,
                 control_plane_pid: args.parsed("control-plane-pid")?,
+                relay: match (args.opt("relay"), args.parsed::<u32>("relay-pid")?) {
+                    (Some(url), Some(pid)) => Some((client::addr_of(url)?, pid)),
+                    (None, None) => None,
+                    _ => bail!("--relay and --relay-pid go together"),
+                },
                 quick: args.flag("quick"),
                 only: args.list("only")?.unwrap_or_default(),
                 except: args.list("except")?.unwrap_or_default(),

@@ -22,6 +22,8 @@ pub struct SuiteConfig {
     pub governed_pid: u32,
     pub ungoverned_pid: u32,
     pub control_plane_pid: Option<u32>,
+    /// A byte relay in front of the mock (address, pid): the floor any proxy pays on this machine.
+    pub relay: Option<(SocketAddr, u32)>,
     pub quick: bool,
     /// Scenario names to run (all when empty).
     pub only: Vec<String>,
@@ -34,16 +36,19 @@ pub struct SuiteConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     Direct,
+    /// The byte relay of [`crate::relay`]: what one more hop costs with no work done in it.
+    Relay,
     Governed,
     Ungoverned,
 }
 
 impl Target {
-    pub const ALL: [Target; 3] = [Target::Direct, Target::Governed, Target::Ungoverned];
+    pub const ALL: [Target; 4] = [Target::Direct, Target::Relay, Target::Governed, Target::Ungoverned];
 
     fn name(self) -> &'static str {
         match self {
             Target::Direct => "direct (mock)",
+            Target::Relay => "byte relay (floor)",
             Target::Governed => "governed",
             Target::Ungoverned => "ungoverned",
         }
@@ -96,7 +101,7 @@ pub fn body(kind: Kind, quick: bool) -> Bytes {
 }
 
 pub fn scenarios(quick: bool, open_streams: usize) -> Vec<Scenario> {
-    let (warmup, duration) = if quick { (1, 3) } else { (2, 10) };
+    let (warmup, duration) = if quick { (1, 2) } else { (2, 10) };
     let s = |kind, concurrency: usize, name: &str| Scenario {
         name: name.to_owned(),
         kind,
@@ -107,7 +112,7 @@ pub fn scenarios(quick: bool, open_streams: usize) -> Vec<Scenario> {
     let mut open = s(Kind::Open, open_streams, "open-streams");
     // Long enough for every stream to open before the window, which spans about one stream's life.
     (open.warmup, open.duration) = if quick {
-        (Duration::from_secs(3), Duration::from_secs(4))
+        (Duration::from_secs(2), Duration::from_secs(3))
     } else {
         (Duration::from_secs(5), Duration::from_secs(10))
     };
@@ -135,7 +140,8 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<Vec<Run>> {
             continue;
         }
         for target in Target::ALL {
-            let report = load::run(spec(cfg, &scenario, target)).await?;
+            let Some(spec) = spec(cfg, &scenario, target) else { continue };
+            let report = load::run(spec).await?;
             eprintln!(
                 "{:<14} {:<14} c={:<5} {:>9.0} rps  p50 {:>10}  p99 {:>10}  errors {}",
                 scenario.name,
@@ -154,9 +160,15 @@ pub async fn run(cfg: &SuiteConfig) -> anyhow::Result<Vec<Run>> {
     Ok(runs)
 }
 
-fn spec(cfg: &SuiteConfig, scenario: &Scenario, target: Target) -> LoadSpec {
+/// The run of `scenario` against `target`; `None` when that target is not part of it (the relay is left out of
+/// the open-streams check, and needs a relay).
+fn spec(cfg: &SuiteConfig, scenario: &Scenario, target: Target) -> Option<LoadSpec> {
     let (addr, proxy_pid, authorization) = match target {
         Target::Direct => (cfg.mock, None, None),
+        Target::Relay => match cfg.relay {
+            Some((addr, pid)) if scenario.kind != Kind::Open => (addr, Some(pid), None),
+            _ => return None,
+        },
         Target::Governed => (cfg.governed, Some(cfg.governed_pid), Some(format!("Bearer {}", cfg.key))),
         Target::Ungoverned => (cfg.ungoverned, Some(cfg.ungoverned_pid), None),
     };
@@ -170,7 +182,7 @@ fn spec(cfg: &SuiteConfig, scenario: &Scenario, target: Target) -> LoadSpec {
     }
     watch.push(Watched { role: "loadgen".into(), pid: std::process::id() });
     let stream = matches!(scenario.kind, Kind::Stream | Kind::Open);
-    LoadSpec {
+    Some(LoadSpec {
         addr,
         path: "/v1/chat/completions".into(),
         authorization,
@@ -181,7 +193,7 @@ fn spec(cfg: &SuiteConfig, scenario: &Scenario, target: Target) -> LoadSpec {
         duration: scenario.duration,
         request_timeout: Duration::from_secs(30),
         watch,
-    }
+    })
 }
 
 fn find<'a>(runs: &'a [Run], name: &str, target: Target) -> Option<&'a LoadReport> {
@@ -324,6 +336,21 @@ pub fn render(runs: &[Run], idle_rss: Option<u64>) -> String {
 
     let _ = writeln!(out, "\n### Targets (issue 4)\n");
     out.push_str(&Check::table(&checks(runs, idle_rss)));
+    if let (Some(r1), Some(d1), Some(r32)) = (
+        find(runs, "chat-c1", Target::Relay),
+        find(runs, "chat-c1", Target::Direct),
+        find(runs, "chat-c32", Target::Relay),
+    ) && let (Some(rl), Some(dl)) = (r1.latency, d1.latency)
+    {
+        let _ = writeln!(
+            out,
+            "\nThe floor on this machine: a byte relay that parses nothing adds {} at p50 and {} at p99 (c=1), \
+             and uses {} of CPU per request at c=32.",
+            fmt_delta(rl.p50 - dl.p50),
+            fmt_delta(rl.p99 - dl.p99),
+            fmt_opt(proc(r32, "proxy").and_then(|p| p.cpu_us_per_req), |v| format!("{v:.1} µs")),
+        );
+    }
     out
 }
 

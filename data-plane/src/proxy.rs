@@ -218,7 +218,7 @@ async fn send(
 ) -> Result<reqwest::Response, ProxyError> {
     let mut rb = state
         .client
-        .post(target.upstream.url(endpoint))
+        .post(target.upstream.url(endpoint).clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body);
     if let Some((name, value)) = &target.upstream.auth {

@@ -159,6 +159,8 @@ impl Server {
         let http = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
             .workers(settings.workers.max(1))
             .disable_signals()
+            // SSE events are small writes; with Nagle on they wait for the client's delayed ACK (~40 ms).
+            .tcp_nodelay(true)
             .shutdown_timeout(30)
             .listen(listener)
             .map_err(|source| BuildError::Bind { addr: settings.listen, source })?
