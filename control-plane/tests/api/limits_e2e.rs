@@ -212,3 +212,57 @@ backend_tests!(
     budget_exhaustion_blocks_the_key_on_both_nodes,
     an_unreachable_redis_fails_open_and_the_counter_says_so,
 );
+
+/// Redis stopped in the middle of traffic: two nodes sharing a private redis-server keep serving (fail-open, no
+/// request waits on the dead connection), and the counters and `/metrics` say they fell back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_test_requests_are_still_served() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut redis = tokio::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server is needed for this test (.ci/services installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let f = fleet(Backend::Sqlite, 2, &format!("redis://127.0.0.1:{port}")).await;
+    f.set_limits(&format!("/keys/{}", f.key_id), json!({ "rpm": 100000, "max_concurrent": 50 })).await;
+    for node in &f.nodes {
+        for _ in 0..5 {
+            assert_eq!(node.chat(&f.key, &chat_body("m", false)).await.status(), StatusCode::OK);
+        }
+    }
+
+    redis.kill().await.unwrap();
+    let stopped_at = Instant::now();
+    for node in &f.nodes {
+        for _ in 0..20 {
+            assert_eq!(node.chat(&f.key, &chat_body("m", false)).await.status(), StatusCode::OK);
+        }
+    }
+    assert!(stopped_at.elapsed() < Duration::from_secs(10), "requests waited on Redis: {:?}", stopped_at.elapsed());
+    // The nodes notice the dead connection in the background (lease refills, heartbeats); wait for that.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for node in &f.nodes {
+        loop {
+            let _ = node.chat(&f.key, &chat_body("m", false)).await;
+            let stats = node.node.limiter.stats();
+            if stats.redis_errors > 0 && stats.redis_fallbacks > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no fallback counted: {stats:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let metrics = reqwest::get(format!("{}/metrics", node.address)).await.unwrap().text().await.unwrap();
+        let fallbacks = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("switchyard_limit_redis_fallbacks_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_default();
+        assert!(fallbacks > 0, "{metrics}");
+    }
+}
