@@ -3,7 +3,6 @@
 //!
 //! Tests build [`Settings`] directly; nothing here mutates the process environment.
 
-use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,31 +22,7 @@ pub const NODE_TOKEN_PREFIX: &str = "synode-";
 const ENCRYPTION_KEY_FILE: &str = "encryption.key";
 const NODE_TOKEN_FILE: &str = "node.token";
 
-/// A secret string. Its `Debug` and `Display` never show the value; call [`Secret::expose`] where it is used.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use switchyard_shared::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -18,24 +18,7 @@ pub enum ConfigError {
     File { name: &'static str, path: String, source: std::io::Error },
 }
 
-/// A secret string that never prints.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use switchyard_shared::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -187,12 +170,12 @@ fn var(name: &str) -> Option<String> {
 /// Reads `NAME`, or the file named by `NAME_FILE` (trailing newline trimmed).
 fn secret(name: &'static str) -> Result<Option<Secret>, ConfigError> {
     if let Some(v) = var(name) {
-        return Ok(Some(Secret(v)));
+        return Ok(Some(Secret::new(v)));
     }
     let file_var = format!("{name}_FILE");
     match var(&file_var) {
         Some(path) => std::fs::read_to_string(&path)
-            .map(|s| Some(Secret(s.trim_end().to_owned())))
+            .map(|s| Some(Secret::new(s.trim_end())))
             .map_err(|source| ConfigError::File { name, path, source }),
         None => Ok(None),
     }

@@ -4,7 +4,6 @@
 //! so re-sending after a lost acknowledgement never double-counts.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use switchyard_shared::protocol::USAGE_PATH;
@@ -31,7 +30,6 @@ enum Command {
 /// The request path's handle on the reporter.
 pub struct UsageSink {
     tx: mpsc::Sender<Command>,
-    dropped: AtomicU64,
     /// False only with governance off: records are discarded.
     enabled: bool,
     metrics: Arc<Metrics>,
@@ -46,8 +44,10 @@ impl UsageSink {
         }
         if self.tx.try_send(Command::Record(record)).is_err() {
             self.metrics.usage_dropped.inc();
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::error!(dropped_total = n, "usage queue full or reporter stopped; record dropped");
+            tracing::error!(
+                dropped_total = self.metrics.usage_dropped.get(),
+                "usage queue full or reporter stopped; record dropped"
+            );
         }
     }
 
@@ -67,10 +67,6 @@ impl UsageSink {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -97,7 +93,7 @@ pub fn channel(
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let url = format!("{}{USAGE_PATH}", control_plane_url.trim_end_matches('/'));
     (
-        UsageSink { tx, dropped: AtomicU64::new(0), enabled, metrics: metrics.clone() },
+        UsageSink { tx, enabled, metrics: metrics.clone() },
         Reporter { rx, client, url, token, node_id, interval, batch_max: batch_max.max(1), metrics },
     )
 }

@@ -30,6 +30,33 @@ pub enum SecretFormatError {
     Hash,
 }
 
+/// A configured secret (database URL, node token, encryption key). `Debug` and `Display` never show it; call
+/// [`Secret::expose`] where it is used. Both planes' settings use this one type.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// A plaintext secret of a known format. It exists only between generation and the response that shows it,
 /// and between a request's header and its hash.
 #[derive(Clone, PartialEq, Eq)]
