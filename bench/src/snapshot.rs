@@ -73,6 +73,7 @@ pub fn generate(keys: usize, version: u64, known: &KeyHash, mock_url: &str) -> S
             name: MODEL.into(),
             price: Price { input_per_mtok: 500_000, output_per_mtok: 1_500_000 },
             targets: vec![TargetEntry { provider_id: 1, upstream_model: "mock-model".into(), weight: 1, priority: 0 }],
+            allowed_teams: None,
         }],
         ..Snapshot::empty(now)
     }

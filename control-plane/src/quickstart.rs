@@ -156,6 +156,7 @@ async fn seed(store: &Store, mock_url: &str) -> anyhow::Result<String> {
                     weight: None,
                     priority: None,
                 }],
+                allowed_teams: None,
             },
         )
         .await?;

@@ -51,6 +51,15 @@ pub struct ModelRoute {
     pub retry_budget: Arc<RetryBudget>,
     /// Targets grouped by priority, best tier first.
     pub tiers: Vec<Tier>,
+    /// The teams whose keys may use this model; `None` = every team.
+    allowed_teams: Option<Box<[i64]>>,
+}
+
+impl ModelRoute {
+    /// Whether `key`'s team may use this model. The ungoverned caller (id 0; stored keys start at 1) may use all.
+    pub fn admits(&self, key: &KeyCtx) -> bool {
+        key.id == 0 || self.allowed_teams.as_ref().is_none_or(|t| t.contains(&key.team_id))
+    }
 }
 
 pub struct Tier {
@@ -124,6 +133,7 @@ impl Catalog {
                     price: m.price,
                     retry_budget: health.budget(&m.name),
                     tiers: tiers.into_iter().map(|(_, t)| t).collect(),
+                    allowed_teams: m.allowed_teams.as_deref().map(Into::into),
                 };
                 (m.name.as_str().into(), route)
             })
@@ -136,7 +146,10 @@ impl Catalog {
 
     /// The public model names `key` may use, sorted.
     pub fn models_for<'a>(&'a self, key: &'a KeyCtx) -> impl Iterator<Item = &'a str> + 'a {
-        self.model_names.iter().map(|n| &**n).filter(move |n| key.allows(n))
+        self.model_names
+            .iter()
+            .map(|n| &**n)
+            .filter(move |n| key.allows(n) && self.models.get(*n).is_some_and(|r| r.admits(key)))
     }
 
     pub fn key(&self, hash: &KeyHash) -> Option<&KeyCtx> {
@@ -145,6 +158,11 @@ impl Catalog {
 
     pub fn model(&self, name: &str) -> Option<&ModelRoute> {
         self.models.get(name)
+    }
+
+    /// The route of `name` if `key`'s team may use it: a model of other teams does not exist for this key.
+    pub fn model_for(&self, name: &str, key: &KeyCtx) -> Option<&ModelRoute> {
+        self.models.get(name).filter(|r| r.admits(key))
     }
 }
 

@@ -44,7 +44,7 @@ pub async fn get(req: HttpRequest, id: web::Path<String>, state: web::Data<AppSt
     };
     let id = id.into_inner();
     // A model the key may not use is reported exactly like one that does not exist.
-    if catalog.model(&id).is_none() || !key.allows(&id) {
+    if catalog.model_for(&id, key).is_none() || !key.allows(&id) {
         return error_response(&ProxyError::ModelNotFound(id), &request_id(&req));
     }
     json(&model(&id, catalog.created_at.timestamp()))

@@ -64,6 +64,7 @@ mod tests {
                         priority: *priority,
                     })
                     .collect(),
+                allowed_teams: None,
             }],
             ..Snapshot::empty(chrono::Utc::now())
         };

@@ -161,6 +161,16 @@ pub struct ModelEntry {
     pub name: String,
     pub price: Price,
     pub targets: Vec<TargetEntry>,
+    /// The teams whose keys may use the model; `None` means every team. A key of another team is told the
+    /// model does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_teams: Option<Vec<i64>>,
+}
+
+impl ModelEntry {
+    pub fn admits(&self, team_id: i64) -> bool {
+        self.allowed_teams.as_ref().is_none_or(|t| t.contains(&team_id))
+    }
 }
 
 /// One place a model can be served from. Lower `priority` is tried first; within a priority, `weight` shares.
@@ -292,6 +302,7 @@ mod tests {
                     weight: 1,
                     priority: 0,
                 }],
+                allowed_teams: Some(vec![1]),
             }],
             limits: vec![
                 LimitEntry {
@@ -397,5 +408,19 @@ mod tests {
         assert!(!k.expired_at(now));
         k.expires_at = Some(now);
         assert!(k.expired_at(now));
+    }
+
+    #[test]
+    fn models_restricted_to_teams() {
+        let mut m = sample().models[0].clone();
+        assert!(m.admits(1));
+        assert!(!m.admits(2));
+        m.allowed_teams = None;
+        assert!(m.admits(2));
+        // A control plane from before team restrictions sends no `allowed_teams`: every team may use the model.
+        let old: ModelEntry =
+            serde_json::from_str(r#"{"name":"m","price":{"input_per_mtok":1,"output_per_mtok":1},"targets":[]}"#)
+                .unwrap();
+        assert_eq!(old.allowed_teams, None);
     }
 }

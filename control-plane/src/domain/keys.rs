@@ -1,5 +1,6 @@
-//! Team API keys. The plaintext exists only in the value [`issue`] returns; the database and the snapshot hold
-//! its SHA-256. Revoking a key removes it from the next snapshot.
+//! Team API keys. The plaintext exists only in the value [`issue`] (or [`rotate`]) returns; the database and the
+//! snapshot hold its SHA-256. Revoking a key removes it from the next snapshot; rotating one issues its successor
+//! and lets the old secret work until a chosen time (its `expires_at`, which nodes enforce).
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -9,12 +10,16 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use switchyard_shared::ApiKey;
 use switchyard_shared::secret::API_KEY_PREFIX;
+use switchyard_shared::snapshot::LimitScope;
 
 use super::audit::{Actor, AuditEntry};
 use super::change::Change;
 use super::models::ModelName;
 use super::{DomainError, Store};
-use crate::entities::{api_keys, teams};
+use crate::entities::{api_key_owners, api_keys, limits, teams};
+
+/// The longest a rotated key may keep working next to its successor.
+pub const MAX_GRACE_DAYS: i64 = 90;
 
 const MAX_NAME_LEN: usize = 200;
 
@@ -159,6 +164,107 @@ pub async fn list_for_team(store: &Store, team_id: i64) -> Result<Vec<Key>, Doma
         .into_iter()
         .map(Key::try_from)
         .collect()
+}
+
+/// Body of a rotation: until when the old secret keeps working (now = at once).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Rotation {
+    pub grace_until: DateTime<Utc>,
+}
+
+/// The answer to a rotation: the successor with its secret (shown once) and the old key with its new end.
+#[derive(Debug, Serialize)]
+pub struct RotatedKey {
+    #[serde(flatten)]
+    pub issued: IssuedKey,
+    pub previous: Key,
+}
+
+/// Rotates a key: issues a successor with the same team, name, allowed models, expiry, owner and limits, and
+/// makes the old key expire at `grace_until` (or at its own expiry, if sooner). The old key must still work.
+pub async fn rotate(
+    store: &Store,
+    actor: &Actor,
+    key_id: i64,
+    rotation: Rotation,
+    now: DateTime<Utc>,
+) -> Result<RotatedKey, DomainError> {
+    let grace_until = rotation.grace_until;
+    if grace_until < now - chrono::Duration::minutes(1) {
+        return Err(DomainError::invalid("grace_until", "grace_until must not be in the past"));
+    }
+    if grace_until > now + chrono::Duration::days(MAX_GRACE_DAYS) {
+        return Err(DomainError::invalid(
+            "grace_until",
+            format!("grace_until must be at most {MAX_GRACE_DAYS} days from now"),
+        ));
+    }
+    let change = Change::begin(store).await?;
+    let old = api_keys::Entity::find_by_id(key_id).one(&*change).await?.ok_or(DomainError::NotFound("key"))?;
+    if old.revoked_at.is_some() || old.expires_at.is_some_and(|t| t <= now) {
+        return Err(DomainError::Conflict("only a key that still works can be rotated".into()));
+    }
+    let secret = ApiKey::generate(API_KEY_PREFIX, &mut rand::rng());
+    let successor = api_keys::ActiveModel {
+        team_id: Set(old.team_id),
+        name: Set(old.name.clone()),
+        prefix: Set(secret.visible_prefix().to_owned()),
+        hash: Set(secret.hash().to_hex()),
+        allowed_models: Set(old.allowed_models.clone()),
+        expires_at: Set(old.expires_at),
+        created_at: Set(now),
+        revoked_at: Set(None),
+        ..Default::default()
+    }
+    .insert(&*change)
+    .await?;
+    if let Some(owner) = api_key_owners::Entity::find_by_id(old.id).one(&*change).await? {
+        api_key_owners::ActiveModel { key_id: Set(successor.id), user_id: Set(owner.user_id), created_at: Set(now) }
+            .insert(&*change)
+            .await?;
+    }
+    let key_limits = limits::Entity::find()
+        .filter(limits::Column::Scope.eq(LimitScope::Key.as_str()))
+        .filter(limits::Column::ScopeId.eq(old.id))
+        .one(&*change)
+        .await?;
+    if let Some(l) = key_limits {
+        limits::ActiveModel {
+            scope: Set(l.scope),
+            scope_id: Set(successor.id),
+            settings: Set(l.settings),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&*change)
+        .await?;
+    }
+    let old_end = old.expires_at.map_or(grace_until, |t| t.min(grace_until));
+    let mut active = old.into_active_model();
+    active.expires_at = Set(Some(old_end));
+    let old = active.update(&*change).await?;
+    let entry = AuditEntry::new(
+        "key.rotate",
+        "api_key",
+        old.id,
+        serde_json::json!({
+            "team_id": old.team_id,
+            "prefix": old.prefix,
+            "old_expires_at": old_end,
+            "successor_id": successor.id,
+            "successor_prefix": successor.prefix,
+        }),
+    );
+    change.commit(store, actor, entry).await?;
+    Ok(RotatedKey {
+        issued: IssuedKey { key: Key::try_from(successor)?, secret: secret.expose().to_owned() },
+        previous: Key::try_from(old)?,
+    })
+}
+
+/// One key, whatever its state.
+pub async fn get(store: &Store, key_id: i64) -> Result<Key, DomainError> {
+    Key::try_from(api_keys::Entity::find_by_id(key_id).one(&store.db).await?.ok_or(DomainError::NotFound("key"))?)
 }
 
 /// Revokes a key. Revoking an already revoked key changes nothing and answers the key as it is.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::audit::{Actor, AuditEntry};
 use super::change::Change;
 use super::{DomainError, Store};
-use crate::entities::{model_targets, models as model_rows, providers};
+use crate::entities::{model_targets, models as model_rows, providers, teams};
 
 const MAX_MODEL_NAME_LEN: usize = 128;
 const MAX_UPSTREAM_LEN: usize = 256;
@@ -50,6 +50,9 @@ pub struct Model {
     pub input_price_per_mtok: i64,
     pub output_price_per_mtok: i64,
     pub targets: Vec<Target>,
+    /// The teams that may use the model; `None` means every team.
+    #[serde(default)]
+    pub allowed_teams: Option<Vec<i64>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -72,6 +75,9 @@ pub struct ModelInput {
     pub output_price_per_mtok: Option<i64>,
     #[serde(default)]
     pub targets: Vec<TargetInput>,
+    /// Team ids that may use the model; absent or `null` means every team. An empty list is refused.
+    #[serde(default)]
+    pub allowed_teams: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +95,7 @@ struct Valid {
     input_price: i64,
     output_price: i64,
     targets: Vec<Target>,
+    allowed_teams: Option<Vec<i64>>,
 }
 
 fn price(value: Option<i64>, param: &str) -> Result<i64, DomainError> {
@@ -142,7 +149,49 @@ fn validate(input: &ModelInput) -> Result<Valid, DomainError> {
             priority: u32::try_from(priority).unwrap_or(0),
         });
     }
-    Ok(Valid { name, input_price, output_price, targets })
+    let allowed_teams = match &input.allowed_teams {
+        None => None,
+        Some(list) if list.is_empty() => {
+            return Err(DomainError::invalid(
+                "allowed_teams",
+                "allowed_teams must name at least one team; omit it to allow every team",
+            ));
+        }
+        Some(list) => {
+            let mut ids = list.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            Some(ids)
+        }
+    };
+    Ok(Valid { name, input_price, output_price, targets, allowed_teams })
+}
+
+async fn check_teams(conn: &impl ConnectionTrait, allowed: Option<&[i64]>) -> Result<(), DomainError> {
+    let Some(wanted) = allowed else { return Ok(()) };
+    let existing: HashSet<i64> = teams::Entity::find()
+        .select_only()
+        .column(teams::Column::Id)
+        .filter(teams::Column::Id.is_in(wanted.iter().copied()))
+        .into_tuple::<i64>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect();
+    match wanted.iter().find(|id| !existing.contains(id)) {
+        Some(id) => Err(DomainError::invalid("allowed_teams", format!("team {id} does not exist"))),
+        None => Ok(()),
+    }
+}
+
+fn encode_teams(allowed: Option<&Vec<i64>>) -> Result<Option<String>, DomainError> {
+    allowed.map(serde_json::to_string).transpose().map_err(|e| DomainError::Internal(e.to_string()))
+}
+
+fn decode_teams(raw: Option<&str>) -> Result<Option<Vec<i64>>, DomainError> {
+    raw.map(serde_json::from_str::<Vec<i64>>)
+        .transpose()
+        .map_err(|e| DomainError::Internal(format!("models.allowed_teams is not a JSON array: {e}")))
 }
 
 async fn check_providers(conn: &impl ConnectionTrait, targets: &[Target]) -> Result<(), DomainError> {
@@ -189,8 +238,9 @@ fn to_target(t: model_targets::Model) -> Target {
     }
 }
 
-fn assemble(row: model_rows::Model, targets: Vec<Target>) -> Model {
-    Model {
+fn assemble(row: model_rows::Model, targets: Vec<Target>) -> Result<Model, DomainError> {
+    Ok(Model {
+        allowed_teams: decode_teams(row.allowed_teams.as_deref())?,
         id: row.id,
         name: row.name,
         input_price_per_mtok: row.input_price_per_mtok,
@@ -198,7 +248,7 @@ fn assemble(row: model_rows::Model, targets: Vec<Target>) -> Model {
         targets,
         created_at: row.created_at,
         updated_at: row.updated_at,
-    }
+    })
 }
 
 /// Every model with its targets (lowest priority first), ordered by id.
@@ -213,13 +263,12 @@ pub(crate) async fn load_all(conn: &impl ConnectionTrait) -> Result<Vec<Model>, 
     {
         targets.entry(t.model_id).or_default().push(to_target(t));
     }
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
             let t = targets.remove(&r.id).unwrap_or_default();
             assemble(r, t)
         })
-        .collect())
+        .collect()
 }
 
 async fn load_one(conn: &impl ConnectionTrait, row: model_rows::Model) -> Result<Model, DomainError> {
@@ -232,7 +281,7 @@ async fn load_one(conn: &impl ConnectionTrait, row: model_rows::Model) -> Result
         .into_iter()
         .map(to_target)
         .collect();
-    Ok(assemble(row, targets))
+    assemble(row, targets)
 }
 
 fn audit_detail(m: &Model) -> serde_json::Value {
@@ -241,6 +290,7 @@ fn audit_detail(m: &Model) -> serde_json::Value {
         "input_price_per_mtok": m.input_price_per_mtok,
         "output_price_per_mtok": m.output_price_per_mtok,
         "targets": m.targets,
+        "allowed_teams": m.allowed_teams,
     })
 }
 
@@ -253,10 +303,12 @@ pub async fn create(store: &Store, actor: &Actor, input: ModelInput) -> Result<M
     let now = Utc::now();
     let change = Change::begin(store).await?;
     check_providers(&*change, &valid.targets).await?;
+    check_teams(&*change, valid.allowed_teams.as_deref()).await?;
     let row = model_rows::ActiveModel {
         name: Set(valid.name.as_str().to_owned()),
         input_price_per_mtok: Set(valid.input_price),
         output_price_per_mtok: Set(valid.output_price),
+        allowed_teams: Set(encode_teams(valid.allowed_teams.as_ref())?),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
@@ -277,7 +329,9 @@ pub async fn replace(store: &Store, actor: &Actor, id: i64, input: ModelInput) -
     let change = Change::begin(store).await?;
     let row = model_rows::Entity::find_by_id(id).one(&*change).await?.ok_or(DomainError::NotFound("model"))?;
     check_providers(&*change, &valid.targets).await?;
+    check_teams(&*change, valid.allowed_teams.as_deref()).await?;
     let mut active = row.into_active_model();
+    active.allowed_teams = Set(encode_teams(valid.allowed_teams.as_ref())?);
     active.name = Set(valid.name.as_str().to_owned());
     active.input_price_per_mtok = Set(valid.input_price);
     active.output_price_per_mtok = Set(valid.output_price);
@@ -321,6 +375,7 @@ mod tests {
                 weight: None,
                 priority: None,
             }],
+            allowed_teams: None,
         }
     }
 
@@ -352,5 +407,11 @@ mod tests {
         let mut i = input();
         i.name = "has space".into();
         assert_eq!(param(validate(&i).err().unwrap()).as_deref(), Some("name"));
+        let mut i = input();
+        i.allowed_teams = Some(vec![]);
+        assert_eq!(param(validate(&i).err().unwrap()).as_deref(), Some("allowed_teams"));
+        let mut i = input();
+        i.allowed_teams = Some(vec![3, 1, 3]);
+        assert_eq!(validate(&i).unwrap().allowed_teams, Some(vec![1, 3]));
     }
 }

@@ -1,4 +1,7 @@
-//! Operators of the admin API: people (`users`) and their bearer tokens (`admin_tokens`, stored as SHA-256).
+//! Callers of the admin API: people (`users`) and their bearer tokens (`admin_tokens`, stored as SHA-256) — the
+//! bootstrap operator token and the personal access tokens users create in the console. [`authenticate_user`]
+//! accepts any live token of an enabled user (the API then applies that user's role and team scope);
+//! [`authenticate`] accepts operators only.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -29,6 +32,20 @@ impl Operator {
 
 /// Finds the live operator token whose hash matches `presented`.
 pub async fn authenticate(store: &Store, presented: &str, now: DateTime<Utc>) -> Result<Operator, DomainError> {
+    let (op, role) = authenticate_user(store, presented, now).await?;
+    if role != ROLE_OPERATOR {
+        return Err(DomainError::Unauthenticated);
+    }
+    Ok(op)
+}
+
+/// Finds the live token whose hash matches `presented`, of an enabled user of any role; answers the token and
+/// the user's platform role.
+pub async fn authenticate_user(
+    store: &Store,
+    presented: &str,
+    now: DateTime<Utc>,
+) -> Result<(Operator, String), DomainError> {
     let hash = KeyHash::of(presented).to_hex();
     let token = admin_tokens::Entity::find()
         .filter(admin_tokens::Column::Hash.eq(hash))
@@ -37,7 +54,7 @@ pub async fn authenticate(store: &Store, presented: &str, now: DateTime<Utc>) ->
         .await?
         .ok_or(DomainError::Unauthenticated)?;
     let user = users::Entity::find_by_id(token.user_id).one(&store.db).await?.ok_or(DomainError::Unauthenticated)?;
-    if user.disabled_at.is_some() || user.role != ROLE_OPERATOR {
+    if user.disabled_at.is_some() {
         return Err(DomainError::Unauthenticated);
     }
     let stale = token.last_used_at.is_none_or(|t| (now - t).num_seconds() >= LAST_USED_GRANULARITY_SECS);
@@ -51,5 +68,5 @@ pub async fn authenticate(store: &Store, presented: &str, now: DateTime<Utc>) ->
             tracing::warn!(error = %e, token_id = token.id, "cannot record token use");
         }
     }
-    Ok(Operator { token_id: token.id, user_id: user.id, prefix: token.prefix })
+    Ok((Operator { token_id: token.id, user_id: user.id, prefix: token.prefix }, user.role))
 }

@@ -1,6 +1,6 @@
-//! Personal access tokens: admin-API bearer tokens a user creates for themselves in the console. They are rows
-//! of `admin_tokens` like the bootstrap token, so [`super::operators::authenticate`] accepts them — for users
-//! whose platform role is operator; a disabled user's tokens stop working at once.
+//! Personal access tokens: admin-API bearer tokens any user creates for themselves in the console. They are rows
+//! of `admin_tokens` like the bootstrap token, so [`super::operators::authenticate_user`] accepts them, and the
+//! API applies exactly the creator's platform role and team scope; a disabled user's tokens stop working at once.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{

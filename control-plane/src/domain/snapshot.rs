@@ -166,6 +166,7 @@ pub async fn build(db: &DatabaseConnection, cipher: &Cipher, now: DateTime<Utc>)
                         priority: t.priority,
                     })
                     .collect(),
+                allowed_teams: m.allowed_teams,
             })
             .collect(),
         limits: limit_entries,

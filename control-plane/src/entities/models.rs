@@ -11,6 +11,8 @@ pub struct Model {
     pub name: String,
     pub input_price_per_mtok: i64,
     pub output_price_per_mtok: i64,
+    /// JSON array of team ids that may use the model; NULL = every team.
+    pub allowed_teams: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,5 +1,6 @@
-//! Who may call: operators on the admin API (a bearer token looked up by hash), data-plane nodes on the node
-//! API (the shared node token, compared in constant time before the body is read).
+//! Who may call: users on the admin API (a bearer token looked up by hash — [`ApiCaller`] carries the token's
+//! user as a [`Principal`] with their role and teams, [`OperatorAuth`] admits operators only), data-plane nodes
+//! on the node API (the shared node token, compared in constant time before the body is read).
 
 use std::fmt;
 
@@ -15,6 +16,8 @@ use switchyard_shared::KeyHash;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::domain::access::Principal;
+use crate::domain::audit::Actor;
 use crate::domain::operators::{self, Operator};
 
 /// The bearer token of a request, if it has one.
@@ -56,6 +59,68 @@ impl FromRequest for OperatorAuth {
                 crate::domain::DomainError::Unauthenticated => ApiError::Unauthorized("operator token"),
                 other => ApiError::Domain(other),
             })
+        })
+    }
+}
+
+/// The caller of an admin API route: the user a token (bootstrap or personal access token) belongs to, with
+/// exactly that user's platform role and team roles. Handlers ask it before calling the domain: a team the
+/// caller cannot see is "not found", a visible thing the caller may not change is "forbidden".
+#[derive(Debug, Clone)]
+pub struct ApiCaller {
+    pub principal: Principal,
+    pub token_prefix: String,
+}
+
+impl std::ops::Deref for ApiCaller {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+impl ApiCaller {
+    /// The audit actor: the token, so a log line names the credential that acted.
+    pub fn actor(&self) -> Actor {
+        Actor::token(&self.token_prefix)
+    }
+
+    /// Refuses with 403 unless `allowed`.
+    pub fn require(&self, allowed: bool) -> Result<(), ApiError> {
+        if allowed { Ok(()) } else { Err(ApiError::Forbidden) }
+    }
+
+    /// Refuses with 404 a team the caller cannot see.
+    pub fn visible_team(&self, team_id: i64) -> Result<(), ApiError> {
+        if self.can_view_team(team_id) {
+            Ok(())
+        } else {
+            Err(ApiError::Domain(crate::domain::DomainError::NotFound("team")))
+        }
+    }
+}
+
+impl FromRequest for ApiCaller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let token = bearer(req).map(str::to_owned);
+        let state = state(req);
+        Box::pin(async move {
+            let token = token.ok_or(ApiError::Unauthorized("access token"))?;
+            let state = state?;
+            let unauthorized = |e| match e {
+                crate::domain::DomainError::Unauthenticated => ApiError::Unauthorized("access token"),
+                other => ApiError::Domain(other),
+            };
+            let (op, _) = operators::authenticate_user(&state.store, &token, Utc::now()).await.map_err(unauthorized)?;
+            let principal = Principal::by_id(&state.store, op.user_id, None).await.map_err(|e| match e {
+                crate::domain::DomainError::NotFound(_) => ApiError::Unauthorized("access token"),
+                other => ApiError::Domain(other),
+            })?;
+            Ok(ApiCaller { principal, token_prefix: op.prefix })
         })
     }
 }

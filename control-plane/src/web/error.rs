@@ -23,6 +23,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("no such route")]
     RouteNotFound,
+    /// Signed in, but the caller's role does not allow this.
+    #[error("your role does not allow this")]
+    Forbidden,
 }
 
 const INVALID_REQUEST: &str = "invalid_request_error";
@@ -53,6 +56,7 @@ impl ApiError {
             Self::BadRequest(m) => ErrorBody::new(m.clone(), INVALID_REQUEST, "invalid_request"),
             Self::PayloadTooLarge(_) => ErrorBody::new(self.to_string(), INVALID_REQUEST, "payload_too_large"),
             Self::RouteNotFound => ErrorBody::new(self.to_string(), INVALID_REQUEST, "not_found"),
+            Self::Forbidden => ErrorBody::new(self.to_string(), INVALID_REQUEST, "permission_denied"),
         }
     }
 }
@@ -65,6 +69,7 @@ impl ResponseError for ApiError {
             Self::Domain(DomainError::Conflict(_)) => StatusCode::CONFLICT,
             Self::Domain(DomainError::Unauthenticated) | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Domain(DomainError::Db(_) | DomainError::Crypto(_) | DomainError::Internal(_)) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -48,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/teams/{id}/keys", web::post().to(api::keys::issue))
                 .route("/teams/{id}/keys", web::get().to(api::keys::list))
                 .route("/keys/{id}/revoke", web::post().to(api::keys::revoke))
+                .route("/keys/{id}/rotate", web::post().to(api::keys::rotate))
                 .route("/teams/{id}/limits", web::get().to(api::limits::get_team))
                 .route("/teams/{id}/limits", web::put().to(api::limits::set_team))
                 .route("/teams/{id}/limits", web::delete().to(api::limits::clear_team))

@@ -1,4 +1,5 @@
-//! The JSON admin API under `/api/v1`, one file per resource. Every handler takes an [`super::auth::OperatorAuth`].
+//! The JSON admin API under `/api/v1`, one file per resource. Every handler takes an [`super::auth::ApiCaller`]
+//! (the token's user, with their role and teams) and asks it before calling the domain.
 
 pub mod alerts;
 pub mod keys;

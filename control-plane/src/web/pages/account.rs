@@ -1,5 +1,6 @@
 //! `/console/account`: the signed-in user's settings — their roles and teams, password change (which ends
-//! their other sessions), and, for operators, personal access tokens for the admin API.
+//! their other sessions), and personal access tokens for the admin API, which act with exactly this user's role
+//! and teams.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -57,24 +58,21 @@ async fn page(
         .into_iter()
         .map(|m| (m.team_id, m.team_name, m.role.label()))
         .collect();
-    let tokens = if viewer.is_operator() {
-        Some(
-            personal_tokens::list(&state.store, viewer.user.id)
-                .await?
-                .into_iter()
-                .map(|t| TokenRow {
-                    id: t.id,
-                    name: t.name,
-                    prefix: t.prefix,
-                    created: format::timestamp(t.created_at),
-                    last_used: t.last_used_at.map_or_else(|| "never".to_owned(), format::timestamp),
-                    revoked: t.revoked_at.is_some(),
-                })
-                .collect(),
-        )
-    } else {
-        None
-    };
+    // Every role may hold tokens: the API applies the holder's own role and teams.
+    let tokens = Some(
+        personal_tokens::list(&state.store, viewer.user.id)
+            .await?
+            .into_iter()
+            .map(|t| TokenRow {
+                id: t.id,
+                name: t.name,
+                prefix: t.prefix,
+                created: format::timestamp(t.created_at),
+                last_used: t.last_used_at.map_or_else(|| "never".to_owned(), format::timestamp),
+                revoked: t.revoked_at.is_some(),
+            })
+            .collect(),
+    );
     Ok(AccountView {
         chrome: Chrome::new(viewer, "account"),
         email: viewer.user.email.clone(),
@@ -152,7 +150,6 @@ pub struct TokenForm {
 #[tracing::instrument(name = "console.account.token", skip_all, fields(user_id = posted.viewer.user.id))]
 pub async fn create_token(state: web::Data<AppState>, posted: Posted<TokenForm>) -> Result<HttpResponse, PageError> {
     let Posted { viewer, form } = posted;
-    viewer.require(viewer.is_operator())?;
     match personal_tokens::create(&state.store, &viewer.principal, &form.name).await {
         Ok((token, secret)) => {
             let page = SecretView {
@@ -180,7 +177,6 @@ pub async fn revoke_token(
     posted: Posted<Empty>,
 ) -> Result<HttpResponse, PageError> {
     let viewer = posted.viewer;
-    viewer.require(viewer.is_operator())?;
     personal_tokens::revoke(&state.store, &viewer.principal, *id).await?;
     Ok(view::see_other("/console/account#tokens"))
 }

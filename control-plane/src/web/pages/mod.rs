@@ -50,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/teams/{team_id}", web::get().to(team::show))
             .route("/teams/{team_id}/keys", web::post().to(team::issue_key))
             .route("/teams/{team_id}/keys/{key_id}/revoke", web::post().to(team::revoke_key))
+            .route("/teams/{team_id}/keys/{key_id}/rotate", web::post().to(team::rotate_key))
             .route("/teams/{team_id}/invites", web::post().to(team::invite))
             .route("/teams/{team_id}/members/{user_id}", web::post().to(team::set_member_role))
             .route("/teams/{team_id}/members/{user_id}/remove", web::post().to(team::remove_member))

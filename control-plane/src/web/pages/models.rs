@@ -14,7 +14,7 @@ use super::login::Empty;
 use super::session::{Posted, Viewer};
 use super::view::{self, Chrome, FormErrors};
 use crate::domain::models::{self, Model, ModelInput, TargetInput};
-use crate::domain::{DomainError, providers};
+use crate::domain::{DomainError, providers, teams};
 use crate::web::AppState;
 
 /// Empty target rows offered below the existing ones.
@@ -34,6 +34,7 @@ pub struct ModelRow {
     pub input_price: String,
     pub output_price: String,
     pub routes: Vec<String>,
+    pub teams: String,
 }
 
 #[derive(Template)]
@@ -44,6 +45,7 @@ pub struct ModelEditView {
     pub id: Option<i64>,
     pub form: ModelForm,
     pub providers: Vec<(i64, String)>,
+    pub teams: Vec<(i64, String)>,
     pub errors: FormErrors,
 }
 
@@ -53,6 +55,8 @@ pub struct ModelForm {
     pub input_price: String,
     pub output_price: String,
     pub targets: Vec<TargetRow>,
+    /// Ids of the teams ticked; none ticked = every team.
+    pub allowed_teams: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -66,6 +70,11 @@ pub struct TargetRow {
 impl ModelEditView {
     pub fn action(&self) -> String {
         self.id.map_or_else(|| "/console/models".to_owned(), |id| format!("/console/models/{id}"))
+    }
+
+    pub fn team_checked(&self, id: &i64) -> bool {
+        let id = id.to_string();
+        self.form.allowed_teams.contains(&id)
     }
 
     pub fn target_error(&self, i: &usize) -> Option<&str> {
@@ -100,6 +109,7 @@ impl ModelForm {
             input_price: format::decimal(m.input_price_per_mtok),
             output_price: format::decimal(m.output_price_per_mtok),
             targets,
+            allowed_teams: m.allowed_teams.iter().flatten().map(i64::to_string).collect(),
         }
     }
 
@@ -112,6 +122,7 @@ impl ModelForm {
                 "name" => form.name = v,
                 "input_price" => form.input_price = v,
                 "output_price" => form.output_price = v,
+                "team" => form.allowed_teams.push(v),
                 _ => {
                     let Some(rest) = k.strip_prefix("target-") else { continue };
                     let Some((i, field)) = rest.split_once('-') else { continue };
@@ -163,6 +174,12 @@ impl ModelForm {
                 priority: number("priority", &t.priority)?,
             });
         }
+        let mut allowed_teams = Vec::with_capacity(self.allowed_teams.len());
+        for t in &self.allowed_teams {
+            allowed_teams.push(
+                t.trim().parse::<i64>().map_err(|_| DomainError::invalid("allowed_teams", "choose teams from the list"))?,
+            );
+        }
         self.targets.extend(empty);
         while self.targets.len() < targets.len() + SPARE_ROWS {
             self.targets.push(TargetRow::default());
@@ -172,6 +189,7 @@ impl ModelForm {
             input_price_per_mtok: Some(format::parse_money("input_price_per_mtok", &self.input_price)?),
             output_price_per_mtok: Some(format::parse_money("output_price_per_mtok", &self.output_price)?),
             targets,
+            allowed_teams: (!allowed_teams.is_empty()).then_some(allowed_teams),
         })
     }
 }
@@ -189,6 +207,10 @@ async fn provider_options(state: &AppState) -> Result<Vec<(i64, String)>, PageEr
     Ok(providers::list(&state.store).await?.into_iter().map(|p| (p.id, p.name)).collect())
 }
 
+async fn team_options(state: &AppState) -> Result<Vec<(i64, String)>, PageError> {
+    Ok(teams::list(&state.store).await?.into_iter().map(|t| (t.id, t.name)).collect())
+}
+
 async fn find(state: &AppState, id: i64) -> Result<Model, PageError> {
     models::list(&state.store).await?.into_iter().find(|m| m.id == id).ok_or(PageError::NotFound)
 }
@@ -196,6 +218,7 @@ async fn find(state: &AppState, id: i64) -> Result<Model, PageError> {
 pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse, PageError> {
     viewer.require(viewer.sees_all_teams())?;
     let providers: BTreeMap<i64, String> = provider_options(&state).await?.into_iter().collect();
+    let team_names: BTreeMap<i64, String> = team_options(&state).await?.into_iter().collect();
     let rows = models::list(&state.store)
         .await?
         .into_iter()
@@ -212,6 +235,12 @@ pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResp
                     format!("{provider}/{} · weight {} · priority {}", t.upstream_model, t.weight, t.priority)
                 })
                 .collect(),
+            teams: match &m.allowed_teams {
+                None => "every team".to_owned(),
+                Some(ids) => {
+                    ids.iter().map(|id| team_names.get(id).cloned().unwrap_or_else(|| format!("#{id}"))).collect::<Vec<_>>().join(", ")
+                }
+            },
         })
         .collect();
     view::ok(&ModelsView { chrome: Chrome::new(&viewer, "models"), rows, can_edit: viewer.is_operator() })
@@ -225,6 +254,7 @@ pub async fn new(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpRespo
         id: None,
         form,
         providers: provider_options(&state).await?,
+        teams: team_options(&state).await?,
         errors: FormErrors::default(),
     };
     view::ok(&page)
@@ -238,6 +268,7 @@ pub async fn edit(state: web::Data<AppState>, viewer: Viewer, id: web::Path<i64>
         id: Some(model.id),
         form: ModelForm::from_model(&model),
         providers: provider_options(&state).await?,
+        teams: team_options(&state).await?,
         errors: FormErrors::default(),
     };
     view::ok(&page)
@@ -270,6 +301,7 @@ async fn save(
                 errors: FormErrors::from_domain(e, field_of)?,
                 form,
                 providers: provider_options(state).await?,
+                teams: team_options(state).await?,
             };
             view::render(StatusCode::BAD_REQUEST, &page)
         }

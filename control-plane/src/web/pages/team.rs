@@ -1,5 +1,6 @@
 //! `/console/teams/{id}`: one team — usage by model and per day, limits and budget used, members (team admins
-//! and operators manage them and send invites), and API keys (issued with the secret shown once, revoked).
+//! and operators manage them and send invites), and API keys (issued with the secret shown once, rotated with a
+//! grace period for the old secret, revoked).
 //! A team the viewer may not read answers 404, whatever the URL under it.
 
 use actix_web::http::StatusCode;
@@ -23,6 +24,8 @@ use crate::domain::{accounts::PlatformRole, key_owners, limits, teams};
 use crate::web::AppState;
 
 const DAYS: u32 = 30;
+/// What a `datetime-local` input posts.
+const GRACE_FORMAT: &str = "%Y-%m-%dT%H:%M";
 
 #[derive(Template)]
 #[template(path = "teams/detail.html")]
@@ -41,6 +44,10 @@ pub struct TeamView {
     pub can_issue: bool,
     pub key_form: KeyForm,
     pub key_errors: FormErrors,
+    /// Why the last rotation was refused, shown above the key list.
+    pub rotate_error: Option<String>,
+    /// The default end of a rotation's grace period (`datetime-local`, UTC): a day from now.
+    pub default_grace: String,
     pub invite_form: InviteForm,
     pub invite_errors: FormErrors,
     pub roles: [TeamRole; 3],
@@ -205,6 +212,8 @@ async fn page(
         keys,
         key_form,
         key_errors,
+        rotate_error: None,
+        default_grace: (now + Duration::days(1)).format(GRACE_FORMAT).to_string(),
         invite_form,
         invite_errors,
         roles: TeamRole::ALL,
@@ -307,6 +316,70 @@ pub async fn revoke_key(
     viewer.require(viewer.can_revoke_key(team.id, owner))?;
     keys::revoke(&state.store, &viewer.actor(), key_id).await?;
     Ok(view::see_other(&format!("/console/teams/{}#keys", team.id)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RotateForm {
+    #[serde(default)]
+    pub grace_until: String,
+}
+
+#[tracing::instrument(name = "console.keys.rotate", skip_all, fields(team_id = path.0, key_id = path.1))]
+pub async fn rotate_key(
+    state: web::Data<AppState>,
+    path: web::Path<(i64, i64)>,
+    posted: Posted<RotateForm>,
+) -> Result<HttpResponse, PageError> {
+    let Posted { viewer, form } = posted;
+    let (team_id, key_id) = path.into_inner();
+    let team = visible_team(&state, &viewer, team_id).await?;
+    viewer.require(viewer.can_use_keys(team.id))?;
+    let key = keys::get(&state.store, key_id).await.map_err(|_| PageError::NotFound)?;
+    if key.team_id != team.id {
+        return Err(PageError::NotFound);
+    }
+    let owner = key_owners::owners(&state.store, &[key_id]).await?.get(&key_id).copied();
+    viewer.require(viewer.can_revoke_key(team.id, owner))?;
+    let now = Utc::now();
+    let refusal = match chrono::NaiveDateTime::parse_from_str(form.grace_until.trim(), GRACE_FORMAT) {
+        Err(_) => "Enter when the old key stops working as a date and time (UTC).".to_owned(),
+        Ok(t) => {
+            let rotation = keys::Rotation { grace_until: t.and_utc() };
+            match keys::rotate(&state.store, &viewer.actor(), key_id, rotation, now).await {
+                Ok(rotated) => {
+                    let page = SecretView {
+                        chrome: Chrome::new(&viewer, "teams"),
+                        title: format!("Key \u{201c}{}\u{201d} rotated", rotated.issued.key.name),
+                        intro: format!(
+                            "Copy the new key now: it is shown only once. The old key ({}\u{2026}) keeps working until {}.",
+                            rotated.previous.prefix,
+                            rotated.previous.expires_at.map_or_else(|| "now".to_owned(), format::timestamp)
+                        ),
+                        label: "New API key",
+                        secret: rotated.issued.secret,
+                        back: format!("/console/teams/{}#keys", team.id),
+                        back_label: format!("Back to {}", team.name),
+                    };
+                    return view::ok(&page);
+                }
+                Err(e) => FormErrors::from_domain(e, |p| p)?
+                    .general
+                    .unwrap_or_else(|| "The key could not be rotated.".to_owned()),
+            }
+        }
+    };
+    let mut page = page(
+        &state,
+        &viewer,
+        team,
+        KeyForm::default(),
+        FormErrors::default(),
+        InviteForm::default(),
+        FormErrors::default(),
+    )
+    .await?;
+    page.rotate_error = Some(refusal);
+    view::render(StatusCode::BAD_REQUEST, &page)
 }
 
 /// The absolute URL of a console path, as the visitor reached this server.
