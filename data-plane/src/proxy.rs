@@ -128,7 +128,8 @@ async fn serve(
     let parsed = RequestBody::parse(&body)?;
     meter.model.push_str(&parsed.model);
     meter.stream = parsed.stream;
-    let route = catalog.model_for(&parsed.model, key).ok_or_else(|| ProxyError::ModelNotFound(parsed.model.to_string()))?;
+    let route =
+        catalog.model_for(&parsed.model, key).ok_or_else(|| ProxyError::ModelNotFound(parsed.model.to_string()))?;
     if !key.allows(&route.name) {
         return Err(ProxyError::ModelNotAllowed(parsed.model.to_string()));
     }

@@ -2,7 +2,7 @@
 //! snapshot hold its SHA-256. Revoking a key removes it from the next snapshot; rotating one issues its successor
 //! and lets the old secret work until a chosen time (its `expires_at`, which nodes enforce).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, EntityTrait as _, IntoActiveModel as _, QueryFilter as _, QueryOrder as _,
     Set,
@@ -189,7 +189,8 @@ pub async fn rotate(
     rotation: Rotation,
     now: DateTime<Utc>,
 ) -> Result<RotatedKey, DomainError> {
-    let grace_until = rotation.grace_until;
+    // Postgres keeps microseconds: store what both backends keep, so the answer equals the stored value.
+    let grace_until = rotation.grace_until.trunc_subsecs(6);
     if grace_until < now - chrono::Duration::minutes(1) {
         return Err(DomainError::invalid("grace_until", "grace_until must not be in the past"));
     }

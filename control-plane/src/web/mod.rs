@@ -41,30 +41,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(error::path_config())
         .route("/healthz", web::get().to(healthz))
         .service(
-            web::scope("/api/v1")
-                .route("/teams", web::post().to(api::teams::create))
-                .route("/teams", web::get().to(api::teams::list))
-                .route("/teams/{id}", web::get().to(api::teams::get))
-                .route("/teams/{id}/keys", web::post().to(api::keys::issue))
-                .route("/teams/{id}/keys", web::get().to(api::keys::list))
-                .route("/keys/{id}/revoke", web::post().to(api::keys::revoke))
-                .route("/keys/{id}/rotate", web::post().to(api::keys::rotate))
-                .route("/teams/{id}/limits", web::get().to(api::limits::get_team))
-                .route("/teams/{id}/limits", web::put().to(api::limits::set_team))
-                .route("/teams/{id}/limits", web::delete().to(api::limits::clear_team))
-                .route("/keys/{id}/limits", web::get().to(api::limits::get_key))
-                .route("/keys/{id}/limits", web::put().to(api::limits::set_key))
-                .route("/keys/{id}/limits", web::delete().to(api::limits::clear_key))
-                .route("/alerts", web::get().to(api::alerts::list))
-                .route("/providers", web::post().to(api::providers::create))
-                .route("/providers", web::get().to(api::providers::list))
-                .route("/providers/{id}", web::put().to(api::providers::update))
-                .route("/models", web::post().to(api::models::create))
-                .route("/models", web::get().to(api::models::list))
-                .route("/models/{id}", web::put().to(api::models::replace))
-                .route("/models/{id}", web::delete().to(api::models::delete))
-                .route("/usage", web::get().to(api::usage::query))
-                .route("/nodes", web::get().to(api::nodes::list)),
+            // Every admin route comes from the one table that the OpenAPI document is generated from.
+            web::scope("/api/v1").configure(api::routes::configure),
         )
         .service(
             web::scope("/node/v1")

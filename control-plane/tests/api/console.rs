@@ -223,6 +223,8 @@ async fn a_team_admin_of_one_team_cannot_reach_another(backend: Backend) {
         (format!("/console/teams/{b}/keys/{}/revoke", key_b.id), vec![]),
         // Team B's key through team A's URL.
         (format!("/console/teams/{a}/keys/{}/revoke", key_b.id), vec![]),
+        (format!("/console/teams/{b}/keys/{}/rotate", key_b.id), vec![("grace_until", "2030-01-01T00:00")]),
+        (format!("/console/teams/{a}/keys/{}/rotate", key_b.id), vec![("grace_until", "2030-01-01T00:00")]),
         (format!("/console/teams/{b}/invites"), vec![("email", "mole@example.com"), ("team_role", "admin")]),
         (format!("/console/teams/{b}/members/{bob_id}"), vec![("role", "viewer")]),
         (format!("/console/teams/{b}/members/{bob_id}/remove"), vec![]),

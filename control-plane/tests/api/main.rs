@@ -6,6 +6,7 @@
 #[macro_use]
 mod helpers;
 
+mod api_scope;
 mod auth;
 mod bootstrap;
 mod console;
@@ -13,12 +14,15 @@ mod console_browser;
 mod console_helpers;
 mod data_plane;
 mod end_to_end;
+mod key_rotation;
 mod keys;
 mod limits;
 mod limits_e2e;
+mod model_teams;
 mod models;
 mod node;
 mod nodes;
+mod openapi;
 mod providers;
 mod sdk;
 mod snapshot;

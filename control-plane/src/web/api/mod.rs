@@ -6,6 +6,8 @@ pub mod keys;
 pub mod limits;
 pub mod models;
 pub mod nodes;
+pub mod openapi;
 pub mod providers;
+pub mod routes;
 pub mod teams;
 pub mod usage;

@@ -177,7 +177,9 @@ impl ModelForm {
         let mut allowed_teams = Vec::with_capacity(self.allowed_teams.len());
         for t in &self.allowed_teams {
             allowed_teams.push(
-                t.trim().parse::<i64>().map_err(|_| DomainError::invalid("allowed_teams", "choose teams from the list"))?,
+                t.trim()
+                    .parse::<i64>()
+                    .map_err(|_| DomainError::invalid("allowed_teams", "choose teams from the list"))?,
             );
         }
         self.targets.extend(empty);
@@ -237,9 +239,11 @@ pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResp
                 .collect(),
             teams: match &m.allowed_teams {
                 None => "every team".to_owned(),
-                Some(ids) => {
-                    ids.iter().map(|id| team_names.get(id).cloned().unwrap_or_else(|| format!("#{id}"))).collect::<Vec<_>>().join(", ")
-                }
+                Some(ids) => ids
+                    .iter()
+                    .map(|id| team_names.get(id).cloned().unwrap_or_else(|| format!("#{id}")))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             },
         })
         .collect();

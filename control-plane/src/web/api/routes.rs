@@ -1,0 +1,92 @@
+//! The admin API's route table: one line per route — method, path, handler, who may call it, a summary, its
+//! query parameters and body type. [`configure`] registers exactly these routes and [`ROUTES`] describes them,
+//! so the OpenAPI document ([`super::openapi`]) is generated from the same lines that serve the API and cannot
+//! miss a route.
+
+use actix_web::web;
+
+use super::{alerts, keys, limits, models, nodes, openapi, providers, teams, usage};
+
+/// One documented route of `/api/v1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteDoc {
+    /// Lower-case HTTP method, as OpenAPI spells it.
+    pub method: &'static str,
+    /// Path below `/api/v1`, with `{name}` parameters.
+    pub path: &'static str,
+    pub operation_id: &'static str,
+    /// Who may call it (roles are those of the token's user).
+    pub who: &'static str,
+    pub summary: &'static str,
+    /// Query parameters, all optional.
+    pub query: &'static [&'static str],
+    /// The JSON body's type name, empty when the route takes none.
+    pub body: &'static str,
+    /// The success status.
+    pub status: u16,
+}
+
+macro_rules! admin_routes {
+    ($( $method:ident $path:literal => $module:ident :: $handler:ident, $status:literal, $who:literal, $summary:literal,
+        query [$($q:literal),*], body $body:literal; )+) => {
+        /// Registers every route of [`ROUTES`] on the `/api/v1` scope.
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $( cfg.route($path, web::$method().to($module::$handler)); )+
+        }
+
+        pub const ROUTES: &[RouteDoc] = &[$(
+            RouteDoc {
+                method: stringify!($method),
+                path: $path,
+                operation_id: concat!(stringify!($module), ".", stringify!($handler)),
+                who: $who,
+                summary: $summary,
+                query: &[$($q),*],
+                body: $body,
+                status: $status,
+            },
+        )+];
+    };
+}
+
+admin_routes! {
+    get "/openapi.json" => openapi::document, 200, "anyone", "This document.", query [], body "";
+    post "/teams" => teams::create, 201, "operator", "Create a team.", query [], body "NewTeam";
+    get "/teams" => teams::list, 200, "any user: the teams they can see", "List teams.", query [], body "";
+    get "/teams/{id}" => teams::get, 200, "operator, finance, team members", "Show a team.", query [], body "";
+    post "/teams/{id}/keys" => keys::issue, 201, "operator, team admin, team member",
+        "Issue an API key; the answer holds the secret, once.", query [], body "NewKey";
+    get "/teams/{id}/keys" => keys::list, 200, "operator, finance, team admin (all keys), team member (own keys)",
+        "List a team's API keys.", query [], body "";
+    post "/keys/{id}/revoke" => keys::revoke, 200, "operator, team admin, the member who issued it",
+        "Revoke an API key.", query [], body "";
+    post "/keys/{id}/rotate" => keys::rotate, 201, "operator, team admin, the member who issued it",
+        "Rotate an API key: a new secret (shown once); the old one works until `grace_until`.",
+        query [], body "Rotation";
+    get "/teams/{id}/limits" => limits::get_team, 200, "operator, finance, team members",
+        "A team's limits and budget status.", query [], body "";
+    put "/teams/{id}/limits" => limits::set_team, 200, "operator", "Replace a team's limits.", query [],
+        body "Limits";
+    delete "/teams/{id}/limits" => limits::clear_team, 204, "operator", "Clear a team's limits.", query [], body "";
+    get "/keys/{id}/limits" => limits::get_key, 200, "operator, finance, team members", "A key's limits.",
+        query [], body "";
+    put "/keys/{id}/limits" => limits::set_key, 200, "operator", "Replace a key's limits.", query [], body "Limits";
+    delete "/keys/{id}/limits" => limits::clear_key, 204, "operator", "Clear a key's limits.", query [], body "";
+    get "/alerts" => alerts::list, 200, "operator, finance; others pass one of their teams",
+        "Budget alerts, newest first.", query ["team_id", "limit"], body "";
+    post "/providers" => providers::create, 201, "operator", "Create a provider (the credential is write-only).",
+        query [], body "ProviderInput";
+    get "/providers" => providers::list, 200, "operator", "List providers.", query [], body "";
+    put "/providers/{id}" => providers::update, 200, "operator", "Update a provider.", query [],
+        body "ProviderInput";
+    post "/models" => models::create, 201, "operator", "Create a model with its targets and prices.", query [],
+        body "ModelInput";
+    get "/models" => models::list, 200, "operator, finance", "List models.", query [], body "";
+    put "/models/{id}" => models::replace, 200, "operator", "Replace a model.", query [], body "ModelInput";
+    delete "/models/{id}" => models::delete, 204, "operator", "Delete a model.", query [], body "";
+    get "/usage" => usage::query, 200, "operator, finance; others pass one of their teams",
+        "Usage records, newest first, with totals.",
+        query ["team_id", "key_id", "model", "from", "to", "limit", "before_id"], body "";
+    get "/nodes" => nodes::list, 200, "operator", "Data-plane nodes and their applied snapshot versions.",
+        query [], body "";
+}
