@@ -30,3 +30,9 @@ pub async fn owners(store: &Store, key_ids: &[i64]) -> Result<HashMap<i64, i64>,
         .await?;
     Ok(rows.into_iter().map(|r| (r.key_id, r.user_id)).collect())
 }
+
+/// The ids of the keys `user_id` issued.
+pub async fn owned_by(store: &Store, user_id: i64) -> Result<Vec<i64>, DomainError> {
+    let rows = api_key_owners::Entity::find().filter(api_key_owners::Column::UserId.eq(user_id)).all(&store.db).await?;
+    Ok(rows.into_iter().map(|r| r.key_id).collect())
+}

@@ -16,6 +16,7 @@ pub mod invites;
 pub mod key_owners;
 pub mod keys;
 pub mod limits;
+pub mod listing;
 pub mod memberships;
 pub mod models;
 pub mod nodes;

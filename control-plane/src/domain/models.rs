@@ -271,6 +271,30 @@ pub(crate) async fn load_all(conn: &impl ConnectionTrait) -> Result<Vec<Model>, 
         .collect()
 }
 
+/// The given model rows with their targets, in the given order.
+pub(crate) async fn with_targets(
+    conn: &impl ConnectionTrait,
+    rows: Vec<model_rows::Model>,
+) -> Result<Vec<Model>, DomainError> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut targets: BTreeMap<i64, Vec<Target>> = BTreeMap::new();
+    for t in model_targets::Entity::find()
+        .filter(model_targets::Column::ModelId.is_in(ids))
+        .order_by_asc(model_targets::Column::Priority)
+        .order_by_asc(model_targets::Column::Id)
+        .all(conn)
+        .await?
+    {
+        targets.entry(t.model_id).or_default().push(to_target(t));
+    }
+    rows.into_iter()
+        .map(|r| {
+            let t = targets.remove(&r.id).unwrap_or_default();
+            assemble(r, t)
+        })
+        .collect()
+}
+
 async fn load_one(conn: &impl ConnectionTrait, row: model_rows::Model) -> Result<Model, DomainError> {
     let targets = model_targets::Entity::find()
         .filter(model_targets::Column::ModelId.eq(row.id))

@@ -12,6 +12,7 @@ mod bootstrap;
 mod console;
 mod console_browser;
 mod console_helpers;
+mod console_lists;
 mod data_plane;
 mod end_to_end;
 mod key_rotation;

@@ -1,5 +1,5 @@
-//! `/console/audit`: the audit log (operators only), newest first, paginated by id: who changed what, when,
-//! and from which address.
+//! `/console/audit`: the audit log (operators only), newest first, searchable by who, action or target and
+//! paginated by id: who changed what, when, and from which address.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -9,7 +9,7 @@ use super::error::PageError;
 use super::format;
 use super::session::Viewer;
 use super::view::{self, Chrome};
-use crate::domain::audit;
+use crate::domain::listing::{self, Search};
 use crate::web::AppState;
 
 const PAGE_SIZE: u64 = 50;
@@ -18,8 +18,10 @@ const PAGE_SIZE: u64 = 50;
 #[template(path = "audit/list.html")]
 pub struct AuditView {
     pub chrome: Chrome,
+    pub q: String,
     pub rows: Vec<AuditRow>,
-    pub older: Option<i64>,
+    /// The link to the next (older) page, keeping the search.
+    pub older: Option<String>,
 }
 
 pub struct AuditRow {
@@ -33,6 +35,8 @@ pub struct AuditRow {
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
     #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
     before_id: Option<i64>,
 }
 
@@ -42,8 +46,13 @@ pub async fn list(
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, PageError> {
     viewer.require(viewer.is_operator())?;
-    let rows = audit::list(&state.store, query.before_id, PAGE_SIZE).await?;
-    let older = (rows.len() as u64 == PAGE_SIZE).then(|| rows.last().map(|r| r.id)).flatten();
+    let q = Search::new(query.q.as_deref().unwrap_or_default());
+    let rows = listing::audit(&state.store, &q, query.before_id, PAGE_SIZE).await?;
+    let older = (rows.len() as u64 == PAGE_SIZE).then(|| rows.last().map(|r| r.id)).flatten().map(|id| {
+        let query =
+            serde_urlencoded::to_string([("q", q.as_str()), ("before_id", &id.to_string())]).unwrap_or_default();
+        format!("/console/audit?{query}")
+    });
     let rows = rows
         .into_iter()
         .map(|r| AuditRow {
@@ -54,5 +63,5 @@ pub async fn list(
             detail: r.detail,
         })
         .collect();
-    view::ok(&AuditView { chrome: Chrome::new(&viewer, "audit"), rows, older })
+    view::ok(&AuditView { chrome: Chrome::new(&viewer, "audit"), q: q.as_str().to_owned(), rows, older })
 }

@@ -12,9 +12,9 @@ use super::error::PageError;
 use super::format;
 use super::login::Empty;
 use super::session::{Posted, Viewer};
-use super::view::{self, Chrome, FormErrors};
+use super::view::{self, Chrome, FormErrors, ListNav, ListQuery};
 use crate::domain::models::{self, Model, ModelInput, TargetInput};
-use crate::domain::{DomainError, providers, teams};
+use crate::domain::{DomainError, listing, providers, teams};
 use crate::web::AppState;
 
 /// Empty target rows offered below the existing ones.
@@ -24,6 +24,7 @@ const SPARE_ROWS: usize = 2;
 #[template(path = "models/list.html")]
 pub struct ModelsView {
     pub chrome: Chrome,
+    pub nav: ListNav,
     pub rows: Vec<ModelRow>,
     pub can_edit: bool,
 }
@@ -217,12 +218,19 @@ async fn find(state: &AppState, id: i64) -> Result<Model, PageError> {
     models::list(&state.store).await?.into_iter().find(|m| m.id == id).ok_or(PageError::NotFound)
 }
 
-pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse, PageError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, PageError> {
     viewer.require(viewer.sees_all_teams())?;
+    let q = query.search();
+    let paged = listing::models(&state.store, &q, query.page()).await?;
+    let nav = ListNav::new("/console/models", "models", "Search by model name", &q, &paged);
     let providers: BTreeMap<i64, String> = provider_options(&state).await?.into_iter().collect();
     let team_names: BTreeMap<i64, String> = team_options(&state).await?.into_iter().collect();
-    let rows = models::list(&state.store)
-        .await?
+    let rows = paged
+        .rows
         .into_iter()
         .map(|m| ModelRow {
             id: m.id,
@@ -247,7 +255,7 @@ pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResp
             },
         })
         .collect();
-    view::ok(&ModelsView { chrome: Chrome::new(&viewer, "models"), rows, can_edit: viewer.is_operator() })
+    view::ok(&ModelsView { chrome: Chrome::new(&viewer, "models"), nav, rows, can_edit: viewer.is_operator() })
 }
 
 pub async fn new(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse, PageError> {

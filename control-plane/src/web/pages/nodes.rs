@@ -8,8 +8,8 @@ use chrono::Utc;
 use super::error::PageError;
 use super::format;
 use super::session::Viewer;
-use super::view::{self, Chrome};
-use crate::domain::nodes;
+use super::view::{self, Chrome, ListNav, ListQuery};
+use crate::domain::{listing, nodes};
 use crate::web::AppState;
 
 /// A node that has not polled for this long is shown as silent (a healthy node polls every ~25 s).
@@ -20,6 +20,7 @@ const SILENT_AFTER_SECS: i64 = 60;
 pub struct NodesView {
     pub chrome: Chrome,
     pub current_version: u64,
+    pub nav: ListNav,
     pub rows: Vec<NodeRow>,
     pub lagging: usize,
 }
@@ -34,12 +35,20 @@ pub struct NodeRow {
     pub first_seen: String,
 }
 
-pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse, PageError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, PageError> {
     viewer.require(viewer.is_operator())?;
-    let list = nodes::list(&state.store).await?;
+    let q = query.search();
+    let (current_version, paged) = listing::nodes(&state.store, &q, query.page()).await?;
+    let nav = ListNav::new("/console/nodes", "nodes", "Search by node id", &q, &paged);
+    // Lagging nodes are counted over the whole fleet, not only this page.
+    let lagging = nodes::list(&state.store).await?.data.iter().filter(|n| n.lagging).count();
     let now = Utc::now();
-    let rows: Vec<NodeRow> = list
-        .data
+    let rows: Vec<NodeRow> = paged
+        .rows
         .into_iter()
         .map(|n| NodeRow {
             silent: (now - n.last_seen_at).num_seconds() > SILENT_AFTER_SECS,
@@ -51,8 +60,6 @@ pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResp
             lagging: n.lagging,
         })
         .collect();
-    let lagging = rows.iter().filter(|r| r.lagging).count();
-    let page =
-        NodesView { chrome: Chrome::new(&viewer, "nodes"), current_version: list.current_version, rows, lagging };
+    let page = NodesView { chrome: Chrome::new(&viewer, "nodes"), current_version, nav, rows, lagging };
     view::ok(&page)
 }

@@ -10,7 +10,8 @@ use switchyard_shared::snapshot::UpstreamTimeouts;
 use super::error::PageError;
 use super::format;
 use super::session::{Posted, Viewer};
-use super::view::{self, Chrome, FormErrors};
+use super::view::{self, Chrome, FormErrors, ListNav, ListQuery};
+use crate::domain::listing;
 use crate::domain::providers::{self, Provider, ProviderInput};
 use crate::web::AppState;
 
@@ -18,6 +19,7 @@ use crate::web::AppState;
 #[template(path = "providers/list.html")]
 pub struct ProvidersView {
     pub chrome: Chrome,
+    pub nav: ListNav,
     pub rows: Vec<ProviderRow>,
     pub form: ProviderForm,
     pub errors: FormErrors,
@@ -88,16 +90,24 @@ fn row(p: Provider) -> ProviderRow {
 async fn list_page(
     state: &AppState,
     viewer: &Viewer,
+    query: &ListQuery,
     form: ProviderForm,
     errors: FormErrors,
 ) -> Result<ProvidersView, PageError> {
-    let rows = providers::list(&state.store).await?.into_iter().map(row).collect();
-    Ok(ProvidersView { chrome: Chrome::new(viewer, "providers"), rows, form: form.without_secret(), errors })
+    let q = query.search();
+    let paged = listing::providers(&state.store, &q, query.page()).await?;
+    let nav = ListNav::new("/console/providers", "providers", "Search by name or URL", &q, &paged);
+    let rows = paged.rows.into_iter().map(row).collect();
+    Ok(ProvidersView { chrome: Chrome::new(viewer, "providers"), nav, rows, form: form.without_secret(), errors })
 }
 
-pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse, PageError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, PageError> {
     viewer.require(viewer.is_operator())?;
-    view::ok(&list_page(&state, &viewer, ProviderForm::default(), FormErrors::default()).await?)
+    view::ok(&list_page(&state, &viewer, &query, ProviderForm::default(), FormErrors::default()).await?)
 }
 
 #[tracing::instrument(name = "console.providers.create", skip_all)]
@@ -108,7 +118,8 @@ pub async fn create(state: web::Data<AppState>, posted: Posted<ProviderForm>) ->
         Ok(_) => Ok(view::see_other("/console/providers")),
         Err(e) => {
             let errors = FormErrors::from_domain(e, |p| p)?;
-            view::render(StatusCode::BAD_REQUEST, &list_page(&state, &viewer, form, errors).await?)
+            let page = list_page(&state, &viewer, &ListQuery::default(), form, errors).await?;
+            view::render(StatusCode::BAD_REQUEST, &page)
         }
     }
 }

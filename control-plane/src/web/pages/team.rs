@@ -15,12 +15,12 @@ use super::format;
 use super::login::Empty;
 use super::overview::{self, ModelRow};
 use super::session::{Posted, Viewer};
-use super::view::{self, Chrome, FormErrors};
+use super::view::{self, Chrome, FormErrors, ListNav, ListQuery};
 use crate::domain::dashboard::{self, Scope};
 use crate::domain::invites::{self, NewInvite};
 use crate::domain::keys::{self, NewKey};
 use crate::domain::memberships::{self, TeamRole};
-use crate::domain::{accounts::PlatformRole, key_owners, limits, teams};
+use crate::domain::{accounts::PlatformRole, key_owners, limits, listing, teams};
 use crate::web::AppState;
 
 const DAYS: u32 = 30;
@@ -41,6 +41,8 @@ pub struct TeamView {
     pub budget: Option<String>,
     pub members: Option<Vec<MemberRow>>,
     pub keys: Option<Vec<KeyRow>>,
+    /// Search and pages of the key list.
+    pub nav: ListNav,
     pub can_issue: bool,
     pub key_form: KeyForm,
     pub key_errors: FormErrors,
@@ -110,10 +112,12 @@ async fn visible_team(state: &AppState, viewer: &Viewer, team_id: i64) -> Result
     Ok(teams::get(&state.store, team_id).await?)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn page(
     state: &AppState,
     viewer: &Viewer,
     team: teams::Team,
+    keys_query: &ListQuery,
     key_form: KeyForm,
     key_errors: FormErrors,
     invite_form: InviteForm,
@@ -159,15 +163,22 @@ async fn page(
     } else {
         None
     };
+    let mut nav = None;
     let keys = if viewer.can_use_keys(team.id) {
-        let all = keys::list_for_team(store, team.id).await?;
-        let ids: Vec<i64> = all.iter().map(|k| k.id).collect();
-        let owners = key_owners::owners(store, &ids).await?;
         let every = viewer.sees_every_key(team.id);
+        let own = if every { None } else { Some(key_owners::owned_by(store, viewer.user.id).await?) };
+        let q = keys_query.search();
+        let paged = listing::keys(store, team.id, own.as_deref(), &q, keys_query.page()).await?;
+        nav = Some(
+            ListNav::new(format!("/console/teams/{}", team.id), "keys", "Search by name or prefix", &q, &paged)
+                .with_anchor("#keys"),
+        );
+        let ids: Vec<i64> = paged.rows.iter().map(|k| k.id).collect();
+        let owners = key_owners::owners(store, &ids).await?;
         Some(
-            all.into_iter()
-                .rev()
-                .filter(|k| every || owners.get(&k.id) == Some(&viewer.user.id))
+            paged
+                .rows
+                .into_iter()
                 .map(|k| {
                     let status = if k.revoked_at.is_some() {
                         "revoked"
@@ -210,6 +221,16 @@ async fn page(
         members,
         can_issue: viewer.can_use_keys(team.id),
         keys,
+        nav: nav.unwrap_or_else(|| ListNav {
+            path: String::new(),
+            anchor: "",
+            noun: "keys",
+            placeholder: "",
+            q: String::new(),
+            page: 1,
+            pages: 1,
+            total: 0,
+        }),
         key_form,
         key_errors,
         rotate_error: None,
@@ -226,12 +247,14 @@ pub async fn show(
     state: web::Data<AppState>,
     viewer: Viewer,
     team_id: web::Path<i64>,
+    query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PageError> {
     let team = visible_team(&state, &viewer, *team_id).await?;
     let page = page(
         &state,
         &viewer,
         team,
+        &query,
         KeyForm::default(),
         FormErrors::default(),
         InviteForm { team_role: "member".into(), ..Default::default() },
@@ -294,7 +317,9 @@ pub async fn issue_key(
             })?,
         },
     };
-    let page = page(&state, &viewer, team, form, errors, InviteForm::default(), FormErrors::default()).await?;
+    let page =
+        page(&state, &viewer, team, &ListQuery::default(), form, errors, InviteForm::default(), FormErrors::default())
+            .await?;
     view::render(StatusCode::BAD_REQUEST, &page)
 }
 
@@ -372,6 +397,7 @@ pub async fn rotate_key(
         &state,
         &viewer,
         team,
+        &ListQuery::default(),
         KeyForm::default(),
         FormErrors::default(),
         InviteForm::default(),
@@ -428,7 +454,9 @@ pub async fn invite(
             }
         }
     };
-    let page = page(&state, &viewer, team, KeyForm::default(), FormErrors::default(), form, errors).await?;
+    let page =
+        page(&state, &viewer, team, &ListQuery::default(), KeyForm::default(), FormErrors::default(), form, errors)
+            .await?;
     view::render(StatusCode::BAD_REQUEST, &page)
 }
 

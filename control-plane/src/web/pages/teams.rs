@@ -8,21 +8,17 @@ use serde::Deserialize;
 use super::error::PageError;
 use super::format;
 use super::session::{Posted, Viewer};
-use super::view::{self, Chrome, FormErrors};
-use crate::domain::teams::{self, NewTeam, Team};
+use super::view::{self, Chrome, FormErrors, ListNav, ListQuery};
+use crate::domain::listing;
+use crate::domain::teams::{self, NewTeam};
 use crate::web::AppState;
-
-const PAGE_SIZE: usize = 25;
 
 #[derive(Template)]
 #[template(path = "teams/list.html")]
 pub struct TeamsView {
     pub chrome: Chrome,
-    pub q: String,
+    pub nav: ListNav,
     pub rows: Vec<TeamRow>,
-    pub page: usize,
-    pub pages: usize,
-    pub total: usize,
     pub can_create: bool,
     pub new_name: String,
     pub new_slug: String,
@@ -37,24 +33,6 @@ pub struct TeamRow {
     pub created: String,
 }
 
-impl TeamsView {
-    pub fn prev_page(&self) -> Option<usize> {
-        (self.page > 1).then(|| self.page - 1)
-    }
-
-    pub fn next_page(&self) -> Option<usize> {
-        (self.page < self.pages).then(|| self.page + 1)
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    q: Option<String>,
-    #[serde(default)]
-    page: Option<usize>,
-}
-
 async fn page(
     state: &AppState,
     viewer: &Viewer,
@@ -63,21 +41,14 @@ async fn page(
     new_slug: String,
     errors: FormErrors,
 ) -> Result<TeamsView, PageError> {
-    let q = query.q.unwrap_or_default().trim().to_owned();
-    let needle = q.to_lowercase();
-    let visible: Vec<Team> = teams::list(&state.store)
-        .await?
+    let q = query.search();
+    let mine: Vec<i64> = viewer.teams.keys().copied().collect();
+    let only = (!viewer.sees_all_teams()).then_some(mine.as_slice());
+    let paged = listing::teams(&state.store, only, &q, query.page()).await?;
+    let nav = ListNav::new("/console/teams", "teams", "Search by name or slug", &q, &paged);
+    let rows = paged
+        .rows
         .into_iter()
-        .filter(|t| viewer.can_view_team(t.id))
-        .filter(|t| needle.is_empty() || t.name.to_lowercase().contains(&needle) || t.slug.contains(&needle))
-        .collect();
-    let total = visible.len();
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page = query.page.unwrap_or(1).clamp(1, pages);
-    let rows = visible
-        .into_iter()
-        .skip((page - 1) * PAGE_SIZE)
-        .take(PAGE_SIZE)
         .map(|t| TeamRow {
             role: viewer
                 .team_role(t.id)
@@ -90,11 +61,8 @@ async fn page(
         .collect();
     Ok(TeamsView {
         chrome: Chrome::new(viewer, "teams"),
-        q,
+        nav,
         rows,
-        page,
-        pages,
-        total,
         can_create: viewer.is_operator(),
         new_name,
         new_slug,

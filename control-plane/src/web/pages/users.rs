@@ -13,9 +13,10 @@ use super::format;
 use super::login::Empty;
 use super::session::{Posted, Viewer};
 use super::team::{SecretView, absolute_url};
-use super::view::{self, Chrome, FormErrors};
+use super::view::{self, Chrome, FormErrors, ListNav, ListQuery};
 use crate::domain::accounts::{self, PlatformRole};
 use crate::domain::invites::{self, InviteError, NewInvite};
+use crate::domain::listing;
 use crate::domain::memberships::{self, TeamRole};
 use crate::domain::teams;
 use crate::web::AppState;
@@ -24,6 +25,7 @@ use crate::web::AppState;
 #[template(path = "users/list.html")]
 pub struct UsersView {
     pub chrome: Chrome,
+    pub nav: ListNav,
     pub rows: Vec<UserRow>,
     pub teams: Vec<(i64, String)>,
     pub form: InviteForm,
@@ -60,9 +62,18 @@ impl InviteForm {
     }
 }
 
-async fn page(state: &AppState, viewer: &Viewer, form: InviteForm, errors: FormErrors) -> Result<UsersView, PageError> {
+async fn page(
+    state: &AppState,
+    viewer: &Viewer,
+    query: &ListQuery,
+    form: InviteForm,
+    errors: FormErrors,
+) -> Result<UsersView, PageError> {
+    let q = query.search();
+    let paged = listing::users(&state.store, &q, query.page()).await?;
+    let nav = ListNav::new("/console/users", "users", "Search by email", &q, &paged);
     let mut rows = Vec::new();
-    for u in accounts::list(&state.store).await? {
+    for u in paged.rows {
         let teams: Vec<String> = memberships::teams_of_user(&state.store, u.id)
             .await?
             .into_iter()
@@ -80,6 +91,7 @@ async fn page(state: &AppState, viewer: &Viewer, form: InviteForm, errors: FormE
     let teams = teams::list(&state.store).await?.into_iter().map(|t| (t.id, t.name)).collect();
     Ok(UsersView {
         chrome: Chrome::new(viewer, "users"),
+        nav,
         rows,
         teams,
         form,
@@ -90,10 +102,14 @@ async fn page(state: &AppState, viewer: &Viewer, form: InviteForm, errors: FormE
     })
 }
 
-pub async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse, PageError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, PageError> {
     viewer.require(viewer.is_operator())?;
     let form = InviteForm { platform_role: "member".into(), team_role: "member".into(), ..Default::default() };
-    view::ok(&page(&state, &viewer, form, FormErrors::default()).await?)
+    view::ok(&page(&state, &viewer, &query, form, FormErrors::default()).await?)
 }
 
 async fn set_disabled(state: &AppState, viewer: &Viewer, id: i64, disabled: bool) -> Result<HttpResponse, PageError> {
@@ -160,5 +176,5 @@ pub async fn invite(
             Err(e) => return Err(e.into()),
         },
     };
-    view::render(StatusCode::BAD_REQUEST, &page(&state, &viewer, form, errors).await?)
+    view::render(StatusCode::BAD_REQUEST, &page(&state, &viewer, &ListQuery::default(), form, errors).await?)
 }

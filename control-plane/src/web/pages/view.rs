@@ -127,3 +127,83 @@ pub fn ok(page: &impl Template) -> Result<HttpResponse, PageError> {
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location.to_owned())).finish()
 }
+
+/// The search box and pager of a list page: where the list lives, what was searched, which page this is.
+#[derive(Debug, Clone)]
+pub struct ListNav {
+    /// The page's path, e.g. `/console/teams`.
+    pub path: String,
+    /// A fragment to come back to (`#keys`), or empty.
+    pub anchor: &'static str,
+    /// The plural noun of the rows ("teams"), for labels.
+    pub noun: &'static str,
+    pub placeholder: &'static str,
+    pub q: String,
+    pub page: u64,
+    pub pages: u64,
+    pub total: u64,
+}
+
+/// The query string of a list page: `?q=&page=`.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub q: Option<String>,
+    #[serde(default)]
+    pub page: Option<u64>,
+}
+
+impl ListQuery {
+    pub fn search(&self) -> crate::domain::listing::Search {
+        crate::domain::listing::Search::new(self.q.as_deref().unwrap_or_default())
+    }
+
+    pub fn page(&self) -> u64 {
+        self.page.unwrap_or(1)
+    }
+}
+
+impl ListNav {
+    pub fn new<T>(
+        path: impl Into<String>,
+        noun: &'static str,
+        placeholder: &'static str,
+        q: &crate::domain::listing::Search,
+        paged: &crate::domain::listing::Paged<T>,
+    ) -> Self {
+        Self {
+            path: path.into(),
+            anchor: "",
+            noun,
+            placeholder,
+            q: q.as_str().to_owned(),
+            page: paged.page,
+            pages: paged.pages,
+            total: paged.total,
+        }
+    }
+
+    pub fn with_anchor(mut self, anchor: &'static str) -> Self {
+        self.anchor = anchor;
+        self
+    }
+
+    pub fn href(&self, page: u64) -> String {
+        let query = serde_urlencoded::to_string([("q", self.q.as_str()), ("page", &page.to_string())])
+            .unwrap_or_else(|_| format!("page={page}"));
+        format!("{}?{query}{}", self.path, self.anchor)
+    }
+
+    pub fn prev(&self) -> Option<String> {
+        (self.page > 1).then(|| self.href(self.page - 1))
+    }
+
+    pub fn next(&self) -> Option<String> {
+        (self.page < self.pages).then(|| self.href(self.page + 1))
+    }
+
+    /// The form's action: the list itself, back at the anchor.
+    pub fn action(&self) -> String {
+        format!("{}{}", self.path, self.anchor)
+    }
+}
