@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod node_api;
+pub mod ops;
 pub mod pages;
 
 use std::time::Instant;
@@ -39,7 +40,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(error::json_config(ADMIN_JSON_LIMIT))
         .app_data(error::query_config())
         .app_data(error::path_config())
-        .route("/healthz", web::get().to(healthz))
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
         .service(
             web::scope("/api/v1")
                 .route("/teams", web::post().to(api::teams::create))
@@ -78,10 +81,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         // The admin console (HTML, cookie sessions) under `/console`.
         .configure(pages::configure)
         .default_service(web::to(not_found));
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
