@@ -12,7 +12,7 @@ use serde::Deserialize as _;
 use serde_json::Value as Json;
 use serde_yaml_ng::Value;
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, TestDatabase, spawn_app, spawn_app_with};
 use crate::node::{chat_body, spawn_node, start_mock};
 
 const CONTROL_PLANE: &str = "switchyard-control-plane";
@@ -395,6 +395,57 @@ async fn dashboard_and_alerts_name_only_exported_metrics(backend: Backend) {
         assert!(ops.contains(&format!("`{family}`")), "deploy/OPERATIONS.md does not document `{family}`");
     }
     node.stop().await;
+}
+
+/// The binary as a child process: `migrate` on a fresh Postgres database (then nothing left to do), and `probe`
+/// against a live control plane and a closed port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_and_probe_subcommands_run_as_child_processes() {
+    let bin = env!("CARGO_BIN_EXE_switchyard-control-plane");
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let migrate = || {
+        tokio::process::Command::new(bin)
+            .arg("migrate")
+            .env("SWITCHYARD_DATABASE_URL", &database.url)
+            .env("RUST_LOG", "warn")
+            .output()
+    };
+    let first = migrate().await.unwrap();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{stdout}{}", String::from_utf8_lossy(&first.stderr));
+    assert!(!stdout.starts_with("0 "), "a fresh database has migrations to apply: {stdout}");
+    let again = migrate().await.unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 migration(s) applied"));
+
+    let app = spawn_app_with(database.clone(), |_| {}).await;
+    let probe = |url: String| tokio::process::Command::new(bin).arg("probe").arg(url).output();
+    let ok = probe(app.url("/readyz")).await.unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let missing = probe(app.url("/no-such-path")).await.unwrap();
+    assert!(!missing.status.success(), "a 404 must fail the probe");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let refused = probe(format!("http://127.0.0.1:{closed}/readyz")).await.unwrap();
+    assert!(!refused.status.success(), "a closed port must fail the probe");
+}
+
+/// The control plane's readiness follows its database: ready while Postgres answers, 503 once it is gone, while
+/// liveness stays 200 (restarting would not bring the database back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_readiness_follows_the_database() {
+    use sea_orm::ConnectionTrait as _;
+    let app = spawn_app(Backend::Postgres).await;
+    let status = |path: &'static str| {
+        let req = app.client.get(app.url(path));
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(status("/readyz").await, StatusCode::OK);
+    let name = app.database.url.rsplit('/').next().unwrap().to_owned();
+    let admin =
+        sea_orm::Database::connect(format!("{}/postgres", crate::helpers::postgres_server_url())).await.unwrap();
+    admin.execute_unprepared(&format!(r#"DROP DATABASE "{name}" WITH (FORCE)"#)).await.unwrap();
+    assert_eq!(status("/readyz").await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(status("/healthz").await, StatusCode::OK);
+    assert_eq!(status("/metrics").await, StatusCode::SERVICE_UNAVAILABLE);
 }
 
 backend_tests!(dashboard_and_alerts_name_only_exported_metrics);
