@@ -23,6 +23,7 @@ mod nodes;
 mod providers;
 mod replicas;
 mod sdk;
+mod security;
 mod snapshot;
 mod teams;
 mod usage;
