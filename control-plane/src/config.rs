@@ -24,6 +24,26 @@ const NODE_TOKEN_FILE: &str = "node.token";
 
 pub use switchyard_shared::secret::Secret;
 
+/// Every environment variable the control plane binary reads, `*_FILE` variants included. The deploy files are
+/// checked against this list (tests/api/deploy.rs), and a unit test below keeps it in step with the code.
+pub const ENV_VARS: &[&str] = &[
+    "SWITCHYARD_DATABASE_URL",
+    "SWITCHYARD_DATABASE_URL_FILE",
+    "SWITCHYARD_CP_LISTEN",
+    "SWITCHYARD_DATA_DIR",
+    "SWITCHYARD_NODE_TOKEN",
+    "SWITCHYARD_NODE_TOKEN_FILE",
+    "SWITCHYARD_ENCRYPTION_KEY",
+    "SWITCHYARD_ENCRYPTION_KEY_FILE",
+    "SWITCHYARD_BOOTSTRAP_OPERATOR_TOKEN",
+    "SWITCHYARD_BOOTSTRAP_OPERATOR_TOKEN_FILE",
+    "SWITCHYARD_CP_WORKERS",
+    "SWITCHYARD_CP_REPLICA_POLL_MS",
+    "SWITCHYARD_LOG_FORMAT",
+    "SWITCHYARD_QUICKSTART_NODE_LISTEN",
+    "RUST_LOG",
+];
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `sqlite://path?mode=rwc` or `postgres://user@host/db`.
@@ -105,6 +125,12 @@ impl Settings {
                 .parse::<usize>()
                 .map_err(|e| ConfigError::Invalid { name: "SWITCHYARD_CP_WORKERS", reason: e.to_string() })?;
             s.workers = Some(n.max(1));
+        }
+        if let Some(v) = non_empty(lookup("SWITCHYARD_CP_REPLICA_POLL_MS")) {
+            let ms = v
+                .parse::<u64>()
+                .map_err(|e| ConfigError::Invalid { name: "SWITCHYARD_CP_REPLICA_POLL_MS", reason: e.to_string() })?;
+            s.replica_poll_interval = Duration::from_millis(ms.max(10));
         }
         Ok(s)
     }
@@ -273,6 +299,32 @@ mod tests {
         let mut s = Settings::defaults();
         s.database_url = Secret::new("postgres://postgres@127.0.0.1/x");
         assert!(matches!(s.resolve_secrets(), Err(ConfigError::Required { name: "SWITCHYARD_ENCRYPTION_KEY" })));
+    }
+
+    #[test]
+    fn env_vars_lists_every_variable_the_code_reads() {
+        // This file without the list itself and without its tests, so the list cannot vouch for itself.
+        let this = include_str!("config.rs");
+        let (head, rest) = this.split_once("pub const ENV_VARS").unwrap();
+        let (_, body) = rest.split_once("];").unwrap();
+        let body = body.split("#[cfg(test)]").next().unwrap();
+        let sources = [head, body, include_str!("telemetry.rs"), include_str!("quickstart.rs")];
+        for src in sources {
+            for (i, _) in src.match_indices("\"SWITCHYARD_") {
+                let name: String = src[i + 1..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+                let listed = ENV_VARS.contains(&name.as_str()) || name.ends_with('_');
+                // Variables the quickstart passes to its node are the data plane's, not ours.
+                let for_the_node = src.contains(&format!(".env(\"{name}\""));
+                assert!(listed || for_the_node, "{name} is read but missing from ENV_VARS");
+            }
+        }
+        for name in ENV_VARS {
+            let base = name.strip_suffix("_FILE").unwrap_or(name);
+            assert!(
+                sources.iter().any(|s| s.contains(&format!("\"{base}\""))),
+                "{name} is listed but nothing reads it"
+            );
+        }
     }
 
     #[test]

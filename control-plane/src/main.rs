@@ -2,21 +2,31 @@
 //! Ctrl-C or SIGTERM. `quickstart` instead runs the whole system on the embedded default.
 
 use anyhow::Context as _;
-use switchyard_control_plane::{Application, Settings, quickstart, telemetry};
+use switchyard_control_plane::{Application, Settings, quickstart, startup, telemetry};
 
-const USAGE: &str = "usage: switchyard-control-plane [serve | quickstart]
+const USAGE: &str = "usage: switchyard-control-plane [serve | migrate | quickstart]
 
-  serve       run the control plane (default); configured by SWITCHYARD_* environment variables
+  serve       run the control plane (default); configured by SWITCHYARD_* environment variables;
+              applies pending migrations first
+  migrate     apply pending database migrations (SWITCHYARD_DATABASE_URL) and exit; safe to run while
+              other replicas start, as they take the same lock
+  probe URL   GET an http://host:port/path URL and exit 0 on a 2xx answer (container health checks)
   quickstart  run the control plane on SQLite with the mock upstream and one data-plane node,
               seed a demo team, model and key, and print a ready-to-curl example";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let command = std::env::args().nth(1);
+    if command.as_deref() == Some("probe") {
+        // Before settings and logging: a health check needs neither.
+        let url = std::env::args().nth(2).unwrap_or_default();
+        return switchyard_control_plane::probe::run(&url).await.with_context(|| format!("probe {url}"));
+    }
     let settings = Settings::from_env().context("reading configuration")?;
     telemetry::init_from_env()?;
     match command.as_deref() {
         None | Some("serve") => serve(settings).await,
+        Some("migrate") => migrate(settings).await,
         Some("quickstart") => quickstart::run(settings, shutdown_signal()).await,
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -43,6 +53,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         stop.stop().await;
     });
     app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let db = startup::connect(&settings).await.context("connecting to the database")?;
+    let applied = switchyard_control_plane::migrate::run(&db).await.context("migrating the database")?;
+    println!("{applied} migration(s) applied; the schema is current.");
+    db.close().await.ok();
     Ok(())
 }
 

@@ -11,7 +11,6 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
-use switchyard_migrations::MigratorTrait as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -30,7 +29,7 @@ pub enum StartupError {
     #[error("cannot connect to the database")]
     Connect(#[source] DbErr),
     #[error("database migration failed")]
-    Migrate(#[source] DbErr),
+    Migrate(#[from] crate::migrate::MigrateError),
     #[error("startup failed")]
     Domain(#[from] DomainError),
     #[error("cannot listen on {0}")]
@@ -46,6 +45,8 @@ pub struct Application {
     db: DatabaseConnection,
     store: Store,
     publisher: JoinHandle<()>,
+    /// Cross-replica wake-up (Postgres only).
+    replicas: Option<JoinHandle<()>>,
 }
 
 /// Stops a running [`Application`]: long-polls answer at once, in-flight requests finish, then the server exits.
@@ -86,12 +87,14 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let secrets = settings.resolve_secrets()?;
         let db = connect(&settings).await?;
-        switchyard_migrations::Migrator::up(&db, None).await.map_err(StartupError::Migrate)?;
+        crate::migrate::run(&db).await?;
 
         let (stopping_tx, stopping_rx) = watch::channel(false);
         let publisher =
             snapshot::start(db.clone(), secrets.cipher.clone(), settings.replica_poll_interval, stopping_rx.clone())
                 .await?;
+        let replicas =
+            crate::replicas::start(&db, publisher.feed.clone(), publisher.republish.clone(), stopping_rx.clone());
         let store = Store { db: db.clone(), cipher: secrets.cipher, republish: publisher.republish.clone() };
         let bootstrap = bootstrap::ensure_operator(&store, settings.bootstrap_operator_token.as_ref()).await?;
 
@@ -122,6 +125,7 @@ impl Application {
             db,
             store,
             publisher: publisher.task,
+            replicas,
         })
     }
 
@@ -154,6 +158,11 @@ impl Application {
         self.stop.stopping.send_replace(true);
         if let Err(e) = self.publisher.await {
             tracing::warn!(error = %e, "the snapshot publisher ended abnormally");
+        }
+        if let Some(task) = self.replicas
+            && let Err(e) = task.await
+        {
+            tracing::warn!(error = %e, "the replica notifier ended abnormally");
         }
         result
     }

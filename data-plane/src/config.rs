@@ -20,6 +20,39 @@ pub enum ConfigError {
 
 pub use switchyard_shared::secret::Secret;
 
+/// Every environment variable the node binary reads, `*_FILE` variants included. The deploy files are checked
+/// against this list (control-plane/tests/api/deploy.rs), and a unit test below keeps it in step with the code.
+pub const ENV_VARS: &[&str] = &[
+    "SWITCHYARD_LISTEN",
+    "SWITCHYARD_CONTROL_PLANE_URL",
+    "SWITCHYARD_NODE_TOKEN",
+    "SWITCHYARD_NODE_TOKEN_FILE",
+    "SWITCHYARD_NODE_ID",
+    "SWITCHYARD_STATE_DIR",
+    "SWITCHYARD_MAX_BODY_BYTES",
+    "SWITCHYARD_POLL_WAIT_SECS",
+    "SWITCHYARD_REPORT_INTERVAL_MS",
+    "SWITCHYARD_REPORT_BATCH_MAX",
+    "SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS",
+    "SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS",
+    "SWITCHYARD_UPSTREAM_IDLE_TIMEOUT_MS",
+    "SWITCHYARD_UPSTREAM_TOTAL_TIMEOUT_MS",
+    "SWITCHYARD_CLIENT_BODY_TIMEOUT_MS",
+    "SWITCHYARD_BREAKER_MIN_REQUESTS",
+    "SWITCHYARD_BREAKER_ERROR_RATE",
+    "SWITCHYARD_BREAKER_COOLDOWN_MS",
+    "SWITCHYARD_SHUTDOWN_USAGE_GRACE_MS",
+    "SWITCHYARD_GOVERNANCE",
+    "SWITCHYARD_WORKERS",
+    "SWITCHYARD_REDIS_URL",
+    "SWITCHYARD_REDIS_PREFIX",
+    "SWITCHYARD_REDIS_TIMEOUT_MS",
+    "SWITCHYARD_LIMITS_FAIL_OPEN",
+    "SWITCHYARD_LIMITS_DEFAULT_MAX_TOKENS",
+    "SWITCHYARD_LOG_FORMAT",
+    "RUST_LOG",
+];
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Where clients connect (`SWITCHYARD_LISTEN`, default `127.0.0.1:8080`; port 0 picks a free port).
@@ -186,4 +219,36 @@ where
     T::Err: fmt::Display,
 {
     v.parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod env_list_tests {
+    use super::ENV_VARS;
+
+    /// Quoted `SWITCHYARD_*` names in `src`.
+    fn names(src: &str) -> Vec<String> {
+        src.match_indices("\"SWITCHYARD_")
+            .map(|(i, _)| src[i + 1..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect())
+            .collect()
+    }
+
+    #[test]
+    fn env_vars_lists_every_variable_the_code_reads() {
+        // This file without the list itself and without its tests, so the list cannot vouch for itself.
+        let this = include_str!("config.rs");
+        let (head, rest) = this.split_once("pub const ENV_VARS").unwrap_or_default();
+        let (_, body) = rest.split_once("];").unwrap_or_default();
+        let body = body.split("#[cfg(test)]").next().unwrap_or_default();
+        let sources = [head, body, include_str!("limits/mod.rs"), include_str!("telemetry.rs")];
+        for src in sources {
+            for name in names(src) {
+                assert!(ENV_VARS.contains(&name.as_str()), "{name} is read but missing from ENV_VARS");
+            }
+        }
+        for name in ENV_VARS.iter().filter(|n| n.starts_with("SWITCHYARD_")) {
+            let base = name.strip_suffix("_FILE").unwrap_or(name);
+            let read = sources.iter().flat_map(|s| names(s)).any(|n| n == base);
+            assert!(read, "{name} is listed but nothing reads it");
+        }
+    }
 }

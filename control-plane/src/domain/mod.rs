@@ -12,6 +12,7 @@ pub mod change;
 pub mod csrf;
 pub mod dashboard;
 pub mod error;
+pub mod fleet_status;
 pub mod invites;
 pub mod key_owners;
 pub mod keys;

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod node_api;
+pub mod ops;
 pub mod pages;
 
 use std::time::Instant;
@@ -39,7 +40,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(error::json_config(ADMIN_JSON_LIMIT))
         .app_data(error::query_config())
         .app_data(error::path_config())
-        .route("/healthz", web::get().to(healthz))
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
         .service(
             // Every admin route comes from the one table that the OpenAPI document is generated from.
             web::scope("/api/v1").configure(api::routes::configure),
@@ -57,10 +60,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         // The admin console (HTML, cookie sessions) under `/console`.
         .configure(pages::configure)
         .default_service(web::to(not_found));
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
