@@ -2,13 +2,17 @@
 //! Ctrl-C or SIGTERM. `quickstart` instead runs the whole system on the embedded default.
 
 use anyhow::Context as _;
-use switchyard_control_plane::{Application, Settings, quickstart, telemetry};
+use switchyard_control_plane::domain::rollups;
+use switchyard_control_plane::{Application, Settings, quickstart, startup, telemetry};
+use switchyard_migrations::MigratorTrait as _;
 
-const USAGE: &str = "usage: switchyard-control-plane [serve | quickstart]
+const USAGE: &str = "usage: switchyard-control-plane [serve | quickstart | check-rollups]
 
-  serve       run the control plane (default); configured by SWITCHYARD_* environment variables
-  quickstart  run the control plane on SQLite with the mock upstream and one data-plane node,
-              seed a demo team, model and key, and print a ready-to-curl example";
+  serve          run the control plane (default); configured by SWITCHYARD_* environment variables
+  quickstart     run the control plane on SQLite with the mock upstream and one data-plane node,
+                 seed a demo team, model and key, and print a ready-to-curl example
+  check-rollups  recompute the usage rollups from the raw records, print the differences as JSON,
+                 and exit with status 1 if there are any";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
     match command.as_deref() {
         None | Some("serve") => serve(settings).await,
         Some("quickstart") => quickstart::run(settings, shutdown_signal()).await,
+        Some("check-rollups") => check_rollups(settings).await,
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -43,6 +48,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         stop.stop().await;
     });
     app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn check_rollups(settings: Settings) -> anyhow::Result<()> {
+    let db = startup::connect(&settings).await.context("opening the database")?;
+    switchyard_migrations::Migrator::up(&db, None).await.context("migrating the database")?;
+    let report = rollups::check(&db, settings.reporting_timezone).await.context("checking the rollups")?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.is_consistent() {
+        std::process::exit(1);
+    }
     Ok(())
 }
 

@@ -63,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/models/{id}", web::put().to(api::models::replace))
                 .route("/models/{id}", web::delete().to(api::models::delete))
                 .route("/usage", web::get().to(api::usage::query))
+                .route("/usage/rollups/check", web::get().to(api::rollups::check))
                 .route("/nodes", web::get().to(api::nodes::list)),
         )
         .service(

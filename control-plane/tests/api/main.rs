@@ -20,6 +20,7 @@ mod models;
 mod node;
 mod nodes;
 mod providers;
+mod rollups;
 mod sdk;
 mod snapshot;
 mod teams;

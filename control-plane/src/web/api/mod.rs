@@ -6,5 +6,6 @@ pub mod limits;
 pub mod models;
 pub mod nodes;
 pub mod providers;
+pub mod rollups;
 pub mod teams;
 pub mod usage;
