@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, OnConflict, Query};
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
+    ColumnTrait as _, ConnectionTrait, DatabaseBackend, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _, Statement,
 };
 use serde::{Deserialize, Serialize};
 use switchyard_shared::UsageRecord;
@@ -109,6 +110,12 @@ pub async fn apply(conn: &impl ConnectionTrait, rollups: &Rollups) -> Result<(),
         C::CostMicros,
     ];
     const KEYS: [C; 5] = [C::TeamId, C::KeyId, C::Model, C::PriceVersionId, C::Day];
+    if rollups.is_empty() {
+        return Ok(());
+    }
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        return apply_postgres(conn, rollups).await;
+    }
     let rows: Vec<_> = rollups.iter().collect();
     for chunk in rows.chunks(UPSERT_CHUNK) {
         let mut q = Query::insert();
@@ -142,6 +149,37 @@ pub async fn apply(conn: &impl ConnectionTrait, rollups: &Rollups) -> Result<(),
         );
         conn.execute(&q).await?;
     }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    #[serde(flatten)]
+    key: &'a RollupKey,
+    #[serde(flatten)]
+    sums: &'a RollupSums,
+}
+
+/// All rows in one statement with one bind (their JSON), in key order so concurrent batches lock rows in the same
+/// order.
+const POSTGRES_UPSERT: &str = "INSERT INTO usage_rollups (team_id, key_id, model, price_version_id, day, requests, \
+errors, prompt_tokens, cached_input_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, cost_micros) \
+SELECT * FROM json_to_recordset($1::json) AS r(team_id bigint, key_id bigint, model text, price_version_id bigint, \
+day date, requests bigint, errors bigint, prompt_tokens bigint, cached_input_tokens bigint, \
+cache_write_tokens bigint, completion_tokens bigint, reasoning_tokens bigint, cost_micros bigint) \
+ON CONFLICT (team_id, key_id, model, price_version_id, day) DO UPDATE SET \
+requests = usage_rollups.requests + excluded.requests, errors = usage_rollups.errors + excluded.errors, \
+prompt_tokens = usage_rollups.prompt_tokens + excluded.prompt_tokens, \
+cached_input_tokens = usage_rollups.cached_input_tokens + excluded.cached_input_tokens, \
+cache_write_tokens = usage_rollups.cache_write_tokens + excluded.cache_write_tokens, \
+completion_tokens = usage_rollups.completion_tokens + excluded.completion_tokens, \
+reasoning_tokens = usage_rollups.reasoning_tokens + excluded.reasoning_tokens, \
+cost_micros = usage_rollups.cost_micros + excluded.cost_micros";
+
+async fn apply_postgres(conn: &impl ConnectionTrait, rollups: &Rollups) -> Result<(), DomainError> {
+    let rows: Vec<Row<'_>> = rollups.iter().map(|(key, sums)| Row { key, sums }).collect();
+    let json = serde_json::to_string(&rows).map_err(|e| DomainError::Internal(format!("rollups json: {e}")))?;
+    conn.execute_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, POSTGRES_UPSERT, [json.into()])).await?;
     Ok(())
 }
 

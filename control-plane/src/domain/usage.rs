@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, Func};
 use sea_orm::{
-    ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _, Set, TryInsertResult,
+    ColumnTrait as _, Condition, ConnectionTrait, DatabaseBackend, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _, Set, Statement, TryInsertResult,
 };
 use serde::{Deserialize, Serialize};
 use switchyard_shared::usage::UsageSource;
@@ -77,6 +77,9 @@ async fn insert_new(
     records: &[UsageRecord],
     now: DateTime<Utc>,
 ) -> Result<HashSet<Uuid>, DomainError> {
+    if conn.get_database_backend() == DatabaseBackend::Postgres && fits_bigint(records) {
+        return insert_new_postgres(conn, records, now).await;
+    }
     let mut ids = HashSet::with_capacity(records.len());
     for chunk in records.chunks(INSERT_CHUNK) {
         let rows = chunk.iter().map(|r| to_row(r, now));
@@ -87,6 +90,41 @@ async fn insert_new(
         }
     }
     Ok(ids)
+}
+
+/// Whether every count fits Postgres's `bigint` as is (the multi-row path clamps the ones that do not).
+fn fits_bigint(records: &[UsageRecord]) -> bool {
+    const MAX: u64 = i64::MAX as u64;
+    records.iter().all(|r| {
+        [r.duration_us, r.ttft_us.unwrap_or(0), r.prompt_tokens, r.completion_tokens]
+            .into_iter()
+            .chain([r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens])
+            .all(|v| v <= MAX)
+    })
+}
+
+/// The whole batch in one statement with one bind for all records: the records' own JSON, whose field names are
+/// the column names, unpacked by `json_to_recordset` (instead of 22 binds per record in chunks).
+const POSTGRES_INSERT: &str = "INSERT INTO usage_records (id, request_id, node_id, team_id, key_id, model, \
+provider_id, upstream_model, started_at, duration_us, ttft_us, status, error_code, stream, prompt_tokens, \
+completion_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, usage_source, cost_micros, received_at) \
+SELECT id, request_id, node_id, team_id, key_id, model, provider_id, upstream_model, started_at, duration_us, \
+ttft_us, status, error_code, stream, prompt_tokens, completion_tokens, cached_input_tokens, cache_write_tokens, \
+reasoning_tokens, usage_source, cost_micros, $2 FROM json_to_recordset($1::json) AS r(id uuid, request_id text, \
+node_id text, team_id bigint, key_id bigint, model text, provider_id bigint, upstream_model text, \
+started_at timestamptz, duration_us bigint, ttft_us bigint, status integer, error_code text, stream boolean, \
+prompt_tokens bigint, completion_tokens bigint, cached_input_tokens bigint, cache_write_tokens bigint, \
+reasoning_tokens bigint, usage_source text, cost_micros bigint) ON CONFLICT (id) DO NOTHING RETURNING id";
+
+async fn insert_new_postgres(
+    conn: &impl ConnectionTrait,
+    records: &[UsageRecord],
+    now: DateTime<Utc>,
+) -> Result<HashSet<Uuid>, DomainError> {
+    let json = serde_json::to_string(records).map_err(|e| DomainError::Internal(format!("usage batch json: {e}")))?;
+    let stmt = Statement::from_sql_and_values(DatabaseBackend::Postgres, POSTGRES_INSERT, [json.into(), now.into()]);
+    let rows = conn.query_all_raw(stmt).await?;
+    rows.iter().map(|row| Ok(row.try_get::<Uuid>("", "id")?)).collect()
 }
 
 /// Stores a batch in one transaction, together with the usage rollups and budget spend of the records it newly
