@@ -69,6 +69,9 @@ fn record(node: &str, i: usize) -> UsageRecord {
         stream: i.is_multiple_of(2),
         prompt_tokens: 21,
         completion_tokens: 16,
+        cached_input_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
         usage_source: UsageSource::Upstream,
         cost_micros: 35,
     }

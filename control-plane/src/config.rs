@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rand::Rng as _;
 use switchyard_shared::ApiKey;
+use switchyard_shared::period::Zone;
 
 use crate::crypto::Cipher;
 
@@ -62,6 +63,11 @@ pub struct Settings {
     pub replica_poll_interval: Duration,
     /// HTTP worker threads; `None` lets actix pick one per core.
     pub workers: Option<usize>,
+    /// The one time zone whose calendar days usage rollups and reports use (`SWITCHYARD_REPORTING_TIMEZONE`).
+    pub reporting_timezone: Zone,
+    /// The least time between two snapshots published only because budget spend moved
+    /// (`SWITCHYARD_SPEND_PUBLISH_FLOOR_MS`); configuration changes are published at once.
+    pub spend_publish_floor: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +103,8 @@ impl Settings {
             bootstrap_operator_token: None,
             replica_poll_interval: Duration::from_secs(5),
             workers: None,
+            reporting_timezone: Zone::UTC,
+            spend_publish_floor: Duration::from_millis(250),
         }
     }
 
@@ -131,6 +139,17 @@ impl Settings {
                 .parse::<u64>()
                 .map_err(|e| ConfigError::Invalid { name: "SWITCHYARD_CP_REPLICA_POLL_MS", reason: e.to_string() })?;
             s.replica_poll_interval = Duration::from_millis(ms.max(10));
+        }
+        if let Some(v) = non_empty(lookup("SWITCHYARD_REPORTING_TIMEZONE")) {
+            s.reporting_timezone = Zone::parse(&v)
+                .map_err(|e| ConfigError::Invalid { name: "SWITCHYARD_REPORTING_TIMEZONE", reason: e.to_string() })?;
+        }
+        if let Some(v) = non_empty(lookup("SWITCHYARD_SPEND_PUBLISH_FLOOR_MS")) {
+            let ms = v.parse::<u64>().map_err(|e| ConfigError::Invalid {
+                name: "SWITCHYARD_SPEND_PUBLISH_FLOOR_MS",
+                reason: e.to_string(),
+            })?;
+            s.spend_publish_floor = Duration::from_millis(ms);
         }
         Ok(s)
     }

@@ -2,17 +2,20 @@
 //! Ctrl-C or SIGTERM. `quickstart` instead runs the whole system on the embedded default.
 
 use anyhow::Context as _;
+use switchyard_control_plane::domain::rollups;
 use switchyard_control_plane::{Application, Settings, quickstart, startup, telemetry};
 
-const USAGE: &str = "usage: switchyard-control-plane [serve | migrate | quickstart]
+const USAGE: &str = "usage: switchyard-control-plane [serve | migrate | probe URL | quickstart | check-rollups]
 
-  serve       run the control plane (default); configured by SWITCHYARD_* environment variables;
-              applies pending migrations first
-  migrate     apply pending database migrations (SWITCHYARD_DATABASE_URL) and exit; safe to run while
-              other replicas start, as they take the same lock
-  probe URL   GET an http://host:port/path URL and exit 0 on a 2xx answer (container health checks)
-  quickstart  run the control plane on SQLite with the mock upstream and one data-plane node,
-              seed a demo team, model and key, and print a ready-to-curl example";
+  serve          run the control plane (default); configured by SWITCHYARD_* environment variables;
+                 applies pending migrations first
+  migrate        apply pending database migrations (SWITCHYARD_DATABASE_URL) and exit; safe to run while
+                 other replicas start, as they take the same lock
+  probe URL      GET an http://host:port/path URL and exit 0 on a 2xx answer (container health checks)
+  quickstart     run the control plane on SQLite with the mock upstream and one data-plane node,
+                 seed a demo team, model and key, and print a ready-to-curl example
+  check-rollups  recompute the usage rollups from the raw records, print the differences as JSON,
+                 and exit with status 1 if there are any";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -28,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
         None | Some("serve") => serve(settings).await,
         Some("migrate") => migrate(settings).await,
         Some("quickstart") => quickstart::run(settings, shutdown_signal()).await,
+        Some("check-rollups") => check_rollups(settings).await,
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -61,6 +65,17 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let applied = switchyard_control_plane::migrate::run(&db).await.context("migrating the database")?;
     println!("{applied} migration(s) applied; the schema is current.");
     db.close().await.ok();
+    Ok(())
+}
+
+async fn check_rollups(settings: Settings) -> anyhow::Result<()> {
+    let db = startup::connect(&settings).await.context("opening the database")?;
+    switchyard_control_plane::migrate::run(&db).await.context("migrating the database")?;
+    let report = rollups::check(&db, settings.reporting_timezone).await.context("checking the rollups")?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.is_consistent() {
+        std::process::exit(1);
+    }
     Ok(())
 }
 

@@ -90,12 +90,22 @@ impl Application {
         crate::migrate::run(&db).await?;
 
         let (stopping_tx, stopping_rx) = watch::channel(false);
-        let publisher =
-            snapshot::start(db.clone(), secrets.cipher.clone(), settings.replica_poll_interval, stopping_rx.clone())
-                .await?;
+        let publisher = snapshot::start(
+            db.clone(),
+            secrets.cipher.clone(),
+            settings.replica_poll_interval,
+            settings.spend_publish_floor,
+            stopping_rx.clone(),
+        )
+        .await?;
         let replicas =
             crate::replicas::start(&db, publisher.feed.clone(), publisher.republish.clone(), stopping_rx.clone());
-        let store = Store { db: db.clone(), cipher: secrets.cipher, republish: publisher.republish.clone() };
+        let store = Store {
+            db: db.clone(),
+            cipher: secrets.cipher,
+            republish: publisher.republish.clone(),
+            reporting_zone: settings.reporting_timezone,
+        };
         let bootstrap = bootstrap::ensure_operator(&store, settings.bootstrap_operator_token.as_ref()).await?;
 
         let listener =

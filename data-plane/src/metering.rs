@@ -80,6 +80,9 @@ impl Meter {
             stream: self.stream,
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
             usage_source: source,
             cost_micros: self.price.cost(usage.prompt_tokens, usage.completion_tokens),
         };

@@ -67,6 +67,11 @@ impl Zone {
         chrono_tz::Tz::from_str(s).map(Self::Iana).map_err(|_| ZoneError(s.to_owned()))
     }
 
+    /// The calendar day in this zone that `t` falls on (reports and rollups are keyed by it).
+    pub fn date_of(&self, t: DateTime<Utc>) -> NaiveDate {
+        self.local(t).date()
+    }
+
     fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
         match self {
             Self::Fixed(z) => t.with_timezone(z).naive_local(),

@@ -45,8 +45,19 @@ pub struct UsageRecord {
     #[serde(default)]
     pub error_code: Option<String>,
     pub stream: bool,
+    /// All input tokens, cached ones included.
     pub prompt_tokens: u64,
+    /// All output tokens, reasoning ones included.
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, those read from the provider's prompt cache.
+    #[serde(default)]
+    pub cached_input_tokens: u64,
+    /// Of `prompt_tokens`, those written to the provider's prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// Of `completion_tokens`, those spent on hidden reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
     pub usage_source: UsageSource,
     pub cost_micros: Micros,
 }
@@ -88,6 +99,9 @@ mod tests {
             stream: true,
             prompt_tokens: 10,
             completion_tokens: 20,
+            cached_input_tokens: 4,
+            cache_write_tokens: 0,
+            reasoning_tokens: 5,
             usage_source: UsageSource::Upstream,
             cost_micros: 225,
         };
@@ -95,5 +109,14 @@ mod tests {
         let json = serde_json::to_string(&b).unwrap();
         assert!(json.contains("\"usage_source\":\"upstream\""));
         assert_eq!(serde_json::from_str::<UsageBatch>(&json).unwrap(), b);
+    }
+
+    #[test]
+    fn a_record_without_token_classes_still_parses() {
+        let json = r#"{"id":"0193a3c4-7f00-7000-8000-000000000001","request_id":"r","node_id":"n","team_id":1,
+            "key_id":2,"model":"m","started_at":"2026-11-25T10:00:00Z","duration_us":1,"status":200,"stream":false,
+            "prompt_tokens":10,"completion_tokens":2,"usage_source":"upstream","cost_micros":3}"#;
+        let r: UsageRecord = serde_json::from_str(json).unwrap();
+        assert_eq!((r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens), (0, 0, 0));
     }
 }

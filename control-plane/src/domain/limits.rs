@@ -1,13 +1,15 @@
 //! Limits of teams and keys (rates, concurrency, budgets), the spend counted against budgets, and budget alerts.
 //!
 //! Setting limits is a configuration change (audited, versioned, pushed in the next snapshot). Spend is not
-//! configuration, but nodes need it to block an over-budget team: when a usage batch touches a team or key with
-//! a budget, ingest bumps the snapshot version in the same transaction, so every node has the new totals within
-//! one snapshot round trip (milliseconds) of the batch being stored. Budget periods come from the one shared code
-//! path (`switchyard_shared::period`), so both planes agree on when a period starts; nodes roll over on their
-//! own at the boundary, without waiting for the control plane.
+//! configuration, but nodes need it to block an over-budget team: ingest adds newly stored usage to per-period
+//! spend counters (`super::spend`) and bumps the snapshot version in its transaction, then rings the publisher's
+//! spend doorbell, which rebuilds at most once per `spend_publish_floor` (250 ms by default), well within the 2 s
+//! in which every node must block an over-budget team. Once a budget is past its soft threshold, its batches ring
+//! the configuration doorbell instead and publish at once, so nodes near a cap never act on stale spend. Budget periods come from the one shared code path
+//! (`switchyard_shared::period`), so both planes agree on when a period starts; nodes roll over on their own at
+//! the boundary, without waiting for the control plane.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Func};
@@ -24,6 +26,7 @@ use uuid::Uuid;
 
 use super::audit::{Actor, AuditEntry};
 use super::change::Change;
+use super::spend::{self, Increments, Spent};
 use super::{DomainError, Store};
 use crate::entities::{api_keys, budget_alerts, config_version, limits, teams, usage_records, usage_watermarks};
 
@@ -199,6 +202,12 @@ pub async fn set(
             .await?;
         }
     }
+    if let Some(b) = &new.budget {
+        // The counter of the current period starts from the records already stored.
+        let period = b.period(now);
+        let (micros, tokens) = spend(&*change, scope, id, period).await?;
+        spend::seed(&*change, scope, id, period, Spent { micros, tokens }).await?;
+    }
     let detail = serde_json::to_value(&new).unwrap_or_default();
     change.commit(store, actor, AuditEntry::new("limits.set", scope.as_str(), id, detail)).await?;
     get(store, scope, id).await
@@ -215,7 +224,7 @@ pub async fn get(store: &Store, scope: LimitScope, id: i64) -> Result<LimitsView
     let budget_status = match &limits.budget {
         Some(b) => {
             let period = b.period(now);
-            let (micros, tokens) = spend(&store.db, scope, id, period).await?;
+            let Spent { micros, tokens } = spend::of(&store.db, scope, id, period).await?;
             let caps = b.caps(now);
             Some(BudgetStatus {
                 period_start: period.start,
@@ -235,7 +244,8 @@ fn sum_i64(col: usage_records::Column) -> Expr {
     Func::cast_as(Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]), Alias::new("BIGINT")).into()
 }
 
-/// Money and tokens of the usage of a team or key that started within `period`.
+/// Money and tokens of the usage of a team or key that started within `period`, summed over the records: only
+/// to seed a counter when a budget is set, never on the ingest path.
 pub async fn spend(
     conn: &impl ConnectionTrait,
     scope: LimitScope,
@@ -270,6 +280,7 @@ pub async fn snapshot_entries(
     now: DateTime<Utc>,
 ) -> Result<Vec<LimitEntry>, DomainError> {
     let rows = limits::Entity::find().order_by_asc(limits::Column::Id).all(conn).await?;
+    let counters = spend::current(conn, now).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let Some(scope) = parse_scope(&r.scope) else { continue };
@@ -285,7 +296,7 @@ pub async fn snapshot_entries(
         let spend = match &limits.budget {
             Some(b) => {
                 let period = b.period(now);
-                let (micros, tokens) = spend(conn, scope, r.scope_id, period).await?;
+                let Spent { micros, tokens } = counters.get(scope, r.scope_id, period);
                 Some(Spend { period_start: period.start, micros, tokens: u64::try_from(tokens).unwrap_or(0) })
             }
             None => None,
@@ -300,60 +311,26 @@ pub async fn watermarks(conn: &impl ConnectionTrait) -> Result<Vec<UsageWatermar
     Ok(rows.into_iter().map(|w| UsageWatermark { node_id: w.node_id, last_record_id: w.last_record_id }).collect())
 }
 
-/// What a usage batch touched, noted before its records are stored.
-#[derive(Debug, Default)]
-pub struct Touched {
-    teams: BTreeSet<i64>,
-    keys: BTreeSet<i64>,
-    newest: Option<Uuid>,
-}
-
-impl Touched {
-    pub fn of(records: &[UsageRecord]) -> Self {
-        let mut t = Self::default();
-        for r in records {
-            if r.cost_micros != 0 || r.prompt_tokens != 0 || r.completion_tokens != 0 {
-                t.teams.insert(r.team_id);
-                t.keys.insert(r.key_id);
-            }
-            t.newest = Ord::max(t.newest, Some(r.id));
-        }
-        t
-    }
-}
-
-/// Runs inside the ingest transaction after the batch is stored: moves the node's watermark, raises budget
-/// alerts, and bumps the snapshot version when a budgeted team or key spent something. Returns whether it
-/// bumped (the caller rings the publisher after the commit).
+/// Runs inside the ingest transaction after the batch is stored: moves the node's watermark to `newest` (the
+/// batch's newest record id), adds the newly stored records to the spend counters of the budgets they fall under,
+/// and raises budget alerts. Says whether any budgeted spend moved, and whether a budget is past its soft
+/// threshold (the caller rings the publisher after the commit: at once near a cap, coalesced otherwise).
 pub async fn after_ingest(
     conn: &impl ConnectionTrait,
     node_id: &str,
-    touched: &Touched,
+    newest: Option<Uuid>,
+    new: &[&UsageRecord],
     now: DateTime<Utc>,
-) -> Result<bool, DomainError> {
-    if let Some(newest) = touched.newest {
-        let current = usage_watermarks::Entity::find_by_id(node_id.to_owned()).one(conn).await?;
-        match current {
-            Some(w) if w.last_record_id >= newest => {}
-            Some(w) => {
-                let mut m = w.into_active_model();
-                m.last_record_id = Set(newest);
-                m.updated_at = Set(now);
-                m.update(conn).await?;
-            }
-            None => {
-                usage_watermarks::ActiveModel {
-                    node_id: Set(node_id.to_owned()),
-                    last_record_id: Set(newest),
-                    updated_at: Set(now),
-                }
-                .insert(conn)
-                .await?;
-            }
-        }
+) -> Result<SpendMoved, DomainError> {
+    if let Some(newest) = newest {
+        move_watermark(conn, node_id, newest, now).await?;
     }
-    if touched.teams.is_empty() && touched.keys.is_empty() {
-        return Ok(false);
+    let spending =
+        || new.iter().copied().filter(|r| r.cost_micros != 0 || r.prompt_tokens != 0 || r.completion_tokens != 0);
+    let teams: BTreeSet<i64> = spending().map(|r| r.team_id).collect();
+    let keys: BTreeSet<i64> = spending().map(|r| r.key_id).collect();
+    if teams.is_empty() {
+        return Ok(SpendMoved::No);
     }
     let rows = limits::Entity::find()
         .filter(
@@ -361,43 +338,86 @@ pub async fn after_ingest(
                 .add(
                     sea_orm::Condition::all()
                         .add(limits::Column::Scope.eq("team"))
-                        .add(limits::Column::ScopeId.is_in(touched.teams.iter().copied())),
+                        .add(limits::Column::ScopeId.is_in(teams.iter().copied())),
                 )
                 .add(
                     sea_orm::Condition::all()
                         .add(limits::Column::Scope.eq("key"))
-                        .add(limits::Column::ScopeId.is_in(touched.keys.iter().copied())),
+                        .add(limits::Column::ScopeId.is_in(keys.iter().copied())),
                 ),
         )
         .all(conn)
         .await?;
-    let mut bump = false;
-    let mut key_teams: HashMap<i64, i64> = HashMap::new();
+    let mut budgeted = Vec::new();
+    let mut increments = Increments::default();
     for r in rows {
         let Some(scope) = parse_scope(&r.scope) else { continue };
         let Some(budget) = decode(&r)?.budget else { continue };
-        bump = true;
+        let id = r.scope_id;
+        let mine = spending().filter(|u| match scope {
+            LimitScope::Team => u.team_id == id,
+            LimitScope::Key => u.key_id == id,
+        });
+        increments.add(scope, id, &budget, mine);
         let team_id = match scope {
-            LimitScope::Team => r.scope_id,
-            LimitScope::Key => match key_teams.get(&r.scope_id) {
-                Some(t) => *t,
-                None => {
-                    let t = team_of(conn, scope, r.scope_id).await.unwrap_or_default();
-                    key_teams.insert(r.scope_id, t);
-                    t
-                }
-            },
+            LimitScope::Team => Some(id),
+            LimitScope::Key => spending().find(|u| u.key_id == id).map(|u| u.team_id),
         };
-        raise_alerts(conn, scope, r.scope_id, team_id, &budget, now).await?;
+        budgeted.push((scope, id, team_id.unwrap_or_default(), budget));
     }
-    if bump {
-        config_version::Entity::update_many()
-            .col_expr(config_version::Column::Version, Expr::col(config_version::Column::Version).add(1))
-            .filter(config_version::Column::Id.eq(config_version::ROW_ID))
-            .exec(conn)
+    if increments.is_empty() {
+        return Ok(SpendMoved::No);
+    }
+    spend::apply(conn, &increments).await?;
+    let mut near_cap = false;
+    for (scope, id, team_id, budget) in &budgeted {
+        near_cap |= raise_alerts(conn, *scope, *id, *team_id, budget, now).await?;
+    }
+    // In the batch's transaction, so the version a node is told about always carries this spend; the publisher
+    // coalesces the rebuilds.
+    config_version::Entity::update_many()
+        .col_expr(config_version::Column::Version, Expr::col(config_version::Column::Version).add(1))
+        .filter(config_version::Column::Id.eq(config_version::ROW_ID))
+        .exec(conn)
+        .await?;
+    Ok(if near_cap { SpendMoved::NearCap } else { SpendMoved::Yes })
+}
+
+/// What a usage batch did to budget spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendMoved {
+    No,
+    Yes,
+    /// A budget it moved is at or past its soft threshold: nodes should hear without delay.
+    NearCap,
+}
+
+async fn move_watermark(
+    conn: &impl ConnectionTrait,
+    node_id: &str,
+    newest: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), DomainError> {
+    let current = usage_watermarks::Entity::find_by_id(node_id.to_owned()).one(conn).await?;
+    match current {
+        Some(w) if w.last_record_id >= newest => {}
+        Some(w) => {
+            let mut m = w.into_active_model();
+            m.last_record_id = Set(newest);
+            m.updated_at = Set(now);
+            m.update(conn).await?;
+        }
+        None => {
+            usage_watermarks::ActiveModel {
+                node_id: Set(node_id.to_owned()),
+                last_record_id: Set(newest),
+                updated_at: Set(now),
+            }
+            .insert(conn)
             .await?;
+        }
     }
-    Ok(bump)
+    Ok(())
 }
 
 /// Percent of a cap that `spent` reaches (0 without a cap).
@@ -409,6 +429,7 @@ fn pct(spent: i64, cap: Option<i64>) -> i64 {
     }
 }
 
+/// Raises the alerts the budget's current spend calls for; says whether it is past the soft threshold.
 async fn raise_alerts(
     conn: &impl ConnectionTrait,
     scope: LimitScope,
@@ -416,9 +437,9 @@ async fn raise_alerts(
     team_id: i64,
     budget: &Budget,
     now: DateTime<Utc>,
-) -> Result<(), DomainError> {
+) -> Result<bool, DomainError> {
     let period = budget.period(now);
-    let (micros, tokens) = spend(conn, scope, id, period).await?;
+    let Spent { micros, tokens } = spend::of(conn, scope, id, period).await?;
     let caps = budget.caps(now);
     let cap_tokens = caps.tokens.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
     let reached = Ord::max(pct(micros, caps.micros), pct(tokens, cap_tokens));
@@ -450,7 +471,7 @@ async fn raise_alerts(
             tracing::warn!(scope = scope.as_str(), id, team_id, kind, spent_micros = micros, "budget alert raised");
         }
     }
-    Ok(())
+    Ok(reached >= i64::from(threshold))
 }
 
 pub const DEFAULT_ALERT_LIMIT: u64 = 100;

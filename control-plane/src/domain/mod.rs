@@ -24,12 +24,15 @@ pub mod nodes;
 pub mod operators;
 pub mod personal_tokens;
 pub mod providers;
+pub mod rollups;
 pub mod sessions;
 pub mod snapshot;
+pub mod spend;
 pub mod teams;
 pub mod usage;
 
 use sea_orm::DatabaseConnection;
+use switchyard_shared::period::Zone;
 
 pub use audit::Actor;
 pub use error::DomainError;
@@ -43,4 +46,6 @@ pub struct Store {
     pub db: DatabaseConnection,
     pub cipher: Cipher,
     pub republish: snapshot::Republish,
+    /// The calendar days of usage rollups and reports.
+    pub reporting_zone: Zone,
 }

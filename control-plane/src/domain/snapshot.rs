@@ -4,6 +4,9 @@
 //!
 //! The publisher rebuilds when a committed change rings it (bursts coalesce into one rebuild), and on a timer
 //! when the version in the database moved without it hearing (another control-plane replica made the change).
+//! Budget spend has its own doorbell: ingest bumps the version and rings it after every batch that moved a
+//! budget, and the publisher answers it at most once per spend floor, so a busy ingest costs a few snapshot
+//! rebuilds a second, not one per batch (nodes skip the versions in between).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,7 @@ use switchyard_shared::snapshot::{
 use switchyard_shared::{KeyHash, Snapshot};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::DomainError;
 use super::keys::decode_allowed_models;
@@ -40,14 +44,24 @@ pub struct Published {
     pub sha256: String,
 }
 
-/// The publisher's doorbell: rung after every committed configuration change.
+/// The publisher's doorbells: one rung after every committed configuration change, one after ingest moved
+/// budget spend.
 #[derive(Clone, Debug, Default)]
-pub struct Republish(Arc<Notify>);
+pub struct Republish {
+    config: Arc<Notify>,
+    spend: Arc<Notify>,
+}
 
 impl Republish {
     pub fn ring(&self) {
         // A stored permit coalesces any number of rings into one rebuild.
-        self.0.notify_one();
+        self.config.notify_one();
+    }
+
+    /// Spend moved (the version was bumped with it): publish, but no sooner than the spend floor after the
+    /// previous spend publication.
+    pub fn ring_spend(&self) {
+        self.spend.notify_one();
     }
 }
 
@@ -200,6 +214,7 @@ pub async fn start(
     db: DatabaseConnection,
     cipher: Cipher,
     replica_poll_interval: Duration,
+    spend_floor: Duration,
     mut stopping: watch::Receiver<bool>,
 ) -> Result<Publisher, DomainError> {
     let first = build_published(&db, &cipher).await?;
@@ -210,10 +225,20 @@ pub async fn start(
     let task = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(replica_poll_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_spend = Instant::now().checked_sub(spend_floor).unwrap_or_else(Instant::now);
         loop {
             let published = tx.borrow().version;
             tokio::select! {
-                () = doorbell.0.notified() => {}
+                () = doorbell.config.notified() => {}
+                () = doorbell.spend.notified() => {
+                    // Spend rung meanwhile is coalesced into this publication.
+                    let wait = tokio::time::sleep_until(last_spend + spend_floor);
+                    tokio::select! {
+                        () = wait => {}
+                        () = stopped(&mut stopping) => break,
+                    }
+                    last_spend = Instant::now();
+                }
                 _ = ticker.tick() => match current_version(&db).await {
                     Ok(v) if v > published => {}
                     Ok(_) => continue,

@@ -1,11 +1,13 @@
 //! Usage: ingest of the records nodes report, and the queries over them. Ingest is idempotent — records carry
 //! node-minted ids and a re-sent batch stores nothing new — and acknowledges only after the commit.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, Func};
 use sea_orm::{
-    ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _, Set, TryInsertResult,
+    ColumnTrait as _, Condition, ConnectionTrait, DatabaseBackend, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _, Set, Statement, TryInsertResult,
 };
 use serde::{Deserialize, Serialize};
 use switchyard_shared::usage::UsageSource;
@@ -14,7 +16,7 @@ use uuid::Uuid;
 
 use super::change::begin_write;
 use super::limits;
-use super::{DomainError, Store};
+use super::{DomainError, Store, rollups};
 use crate::entities::usage_records;
 
 /// Rows per INSERT: 19 bind parameters each stays far below both backends' parameter limits.
@@ -42,52 +44,108 @@ fn parse_source(s: &str) -> UsageSource {
     }
 }
 
-fn to_row(r: UsageRecord, received_at: DateTime<Utc>) -> usage_records::ActiveModel {
+fn to_row(r: &UsageRecord, received_at: DateTime<Utc>) -> usage_records::ActiveModel {
     usage_records::ActiveModel {
         id: Set(r.id),
-        request_id: Set(r.request_id),
-        node_id: Set(r.node_id),
+        request_id: Set(r.request_id.clone()),
+        node_id: Set(r.node_id.clone()),
         team_id: Set(r.team_id),
         key_id: Set(r.key_id),
-        model: Set(r.model),
+        model: Set(r.model.clone()),
         provider_id: Set(r.provider_id),
-        upstream_model: Set(r.upstream_model),
+        upstream_model: Set(r.upstream_model.clone()),
         started_at: Set(r.started_at),
         duration_us: Set(clamp_i64(r.duration_us)),
         ttft_us: Set(r.ttft_us.map(clamp_i64)),
         status: Set(i32::from(r.status)),
-        error_code: Set(r.error_code),
+        error_code: Set(r.error_code.clone()),
         stream: Set(r.stream),
         prompt_tokens: Set(clamp_i64(r.prompt_tokens)),
         completion_tokens: Set(clamp_i64(r.completion_tokens)),
+        cached_input_tokens: Set(clamp_i64(r.cached_input_tokens)),
+        cache_write_tokens: Set(clamp_i64(r.cache_write_tokens)),
+        reasoning_tokens: Set(clamp_i64(r.reasoning_tokens)),
         usage_source: Set(source_str(r.usage_source).to_owned()),
         cost_micros: Set(r.cost_micros),
         received_at: Set(received_at),
     }
 }
 
-/// Stores a batch in one transaction; records already known are counted as duplicates.
+/// Inserts the records no earlier batch stored and returns the ids it inserted.
+async fn insert_new(
+    conn: &impl ConnectionTrait,
+    records: &[UsageRecord],
+    now: DateTime<Utc>,
+) -> Result<HashSet<Uuid>, DomainError> {
+    if conn.get_database_backend() == DatabaseBackend::Postgres && fits_bigint(records) {
+        return insert_new_postgres(conn, records, now).await;
+    }
+    let mut ids = HashSet::with_capacity(records.len());
+    for chunk in records.chunks(INSERT_CHUNK) {
+        let rows = chunk.iter().map(|r| to_row(r, now));
+        let inserted =
+            usage_records::Entity::insert_many(rows).on_conflict_do_nothing().exec_with_returning_keys(conn).await?;
+        if let TryInsertResult::Inserted(new) = inserted {
+            ids.extend(new);
+        }
+    }
+    Ok(ids)
+}
+
+/// Whether every count fits Postgres's `bigint` as is (the multi-row path clamps the ones that do not).
+fn fits_bigint(records: &[UsageRecord]) -> bool {
+    const MAX: u64 = i64::MAX as u64;
+    records.iter().all(|r| {
+        [r.duration_us, r.ttft_us.unwrap_or(0), r.prompt_tokens, r.completion_tokens]
+            .into_iter()
+            .chain([r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens])
+            .all(|v| v <= MAX)
+    })
+}
+
+/// The whole batch in one statement with one bind for all records: the records' own JSON, whose field names are
+/// the column names, unpacked by `json_to_recordset` (instead of 22 binds per record in chunks).
+const POSTGRES_INSERT: &str = "INSERT INTO usage_records (id, request_id, node_id, team_id, key_id, model, \
+provider_id, upstream_model, started_at, duration_us, ttft_us, status, error_code, stream, prompt_tokens, \
+completion_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, usage_source, cost_micros, received_at) \
+SELECT id, request_id, node_id, team_id, key_id, model, provider_id, upstream_model, started_at, duration_us, \
+ttft_us, status, error_code, stream, prompt_tokens, completion_tokens, cached_input_tokens, cache_write_tokens, \
+reasoning_tokens, usage_source, cost_micros, $2 FROM json_to_recordset($1::json) AS r(id uuid, request_id text, \
+node_id text, team_id bigint, key_id bigint, model text, provider_id bigint, upstream_model text, \
+started_at timestamptz, duration_us bigint, ttft_us bigint, status integer, error_code text, stream boolean, \
+prompt_tokens bigint, completion_tokens bigint, cached_input_tokens bigint, cache_write_tokens bigint, \
+reasoning_tokens bigint, usage_source text, cost_micros bigint) ON CONFLICT (id) DO NOTHING RETURNING id";
+
+async fn insert_new_postgres(
+    conn: &impl ConnectionTrait,
+    records: &[UsageRecord],
+    now: DateTime<Utc>,
+) -> Result<HashSet<Uuid>, DomainError> {
+    let json = serde_json::to_string(records).map_err(|e| DomainError::Internal(format!("usage batch json: {e}")))?;
+    let stmt = Statement::from_sql_and_values(DatabaseBackend::Postgres, POSTGRES_INSERT, [json.into(), now.into()]);
+    let rows = conn.query_all_raw(stmt).await?;
+    rows.iter().map(|row| Ok(row.try_get::<Uuid>("", "id")?)).collect()
+}
+
+/// Stores a batch in one transaction, together with the usage rollups and budget spend of the records it newly
+/// stored; records already known are counted as duplicates and add to nothing.
 pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, DomainError> {
     let received = batch.records.len() as u64;
     let now = Utc::now();
-    let touched = limits::Touched::of(&batch.records);
     let txn = begin_write(&store.db).await?;
-    let mut stored = 0u64;
-    let mut records = batch.records.into_iter().peekable();
-    while records.peek().is_some() {
-        let chunk: Vec<_> = records.by_ref().take(INSERT_CHUNK).map(|r| to_row(r, now)).collect();
-        let inserted =
-            usage_records::Entity::insert_many(chunk).on_conflict_do_nothing().exec_without_returning(&txn).await?;
-        stored += match inserted {
-            TryInsertResult::Inserted(n) => n,
-            TryInsertResult::Conflicted | TryInsertResult::Empty => 0,
-        };
-    }
-    let spend_changed = stored > 0 && limits::after_ingest(&txn, &batch.node_id, &touched, now).await?;
+    let mut ids = insert_new(&txn, &batch.records, now).await?;
+    // `remove`, so a record repeated within the batch counts once.
+    let new: Vec<&UsageRecord> = batch.records.iter().filter(|r| ids.remove(&r.id)).collect();
+    let stored = new.len() as u64;
+    rollups::apply(&txn, &rollups::aggregate(new.iter().map(|r| (*r, 0)), store.reporting_zone)).await?;
+    let newest = batch.records.iter().map(|r| r.id).max();
+    let spend = limits::after_ingest(&txn, &batch.node_id, newest, &new, now).await?;
     txn.commit().await?;
-    if spend_changed {
-        // Budgeted spend moved: nodes get the new totals with the next snapshot.
-        store.republish.ring();
+    // Budgeted spend moved: nodes get the new totals with the next snapshot, at once when a budget is near its cap.
+    match spend {
+        limits::SpendMoved::No => {}
+        limits::SpendMoved::Yes => store.republish.ring_spend(),
+        limits::SpendMoved::NearCap => store.republish.ring(),
     }
     tracing::info!(node_id = %batch.node_id, received, stored, "usage batch stored");
     Ok(UsageAck { received, stored, duplicates: received.saturating_sub(stored) })
@@ -149,6 +207,9 @@ impl From<usage_records::Model> for StoredUsage {
                 stream: m.stream,
                 prompt_tokens: u64::try_from(m.prompt_tokens).unwrap_or_default(),
                 completion_tokens: u64::try_from(m.completion_tokens).unwrap_or_default(),
+                cached_input_tokens: u64::try_from(m.cached_input_tokens).unwrap_or_default(),
+                cache_write_tokens: u64::try_from(m.cache_write_tokens).unwrap_or_default(),
+                reasoning_tokens: u64::try_from(m.reasoning_tokens).unwrap_or_default(),
                 usage_source: parse_source(&m.usage_source),
                 cost_micros: m.cost_micros,
             },

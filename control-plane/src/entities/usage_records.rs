@@ -23,6 +23,9 @@ pub struct Model {
     pub stream: bool,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
     /// `upstream`, `estimated` or `none` (`switchyard_shared::usage::UsageSource`).
     pub usage_source: String,
     pub cost_micros: i64,

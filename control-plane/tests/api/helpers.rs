@@ -548,6 +548,9 @@ pub fn usage_record(
         stream: true,
         prompt_tokens,
         completion_tokens,
+        cached_input_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
         usage_source: switchyard_shared::usage::UsageSource::Upstream,
         cost_micros,
     }

@@ -27,6 +27,7 @@ mod nodes;
 mod openapi;
 mod providers;
 mod replicas;
+mod rollups;
 mod sdk;
 mod security;
 mod snapshot;

@@ -865,6 +865,9 @@ mod tests {
             stream: false,
             prompt_tokens: prompt,
             completion_tokens: completion,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
             usage_source: UsageSource::Upstream,
             cost_micros: PRICE.cost(prompt, completion),
         }

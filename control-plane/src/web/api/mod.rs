@@ -8,6 +8,7 @@ pub mod models;
 pub mod nodes;
 pub mod openapi;
 pub mod providers;
+pub mod rollups;
 pub mod routes;
 pub mod teams;
 pub mod usage;

@@ -5,7 +5,7 @@
 
 use actix_web::web;
 
-use super::{alerts, keys, limits, models, nodes, openapi, providers, teams, usage};
+use super::{alerts, keys, limits, models, nodes, openapi, providers, rollups, teams, usage};
 
 /// One documented route of `/api/v1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +87,8 @@ admin_routes! {
     get "/usage" => usage::query, 200, "operator, finance; others pass one of their teams",
         "Usage records, newest first, with totals.",
         query ["team_id", "key_id", "model", "from", "to", "limit", "before_id"], body "";
+    get "/usage/rollups/check" => rollups::check, 200, "operator",
+        "Recompute the usage rollups from the raw records and list any difference.", query [], body "";
     get "/nodes" => nodes::list, 200, "operator", "Data-plane nodes and their applied snapshot versions.",
         query [], body "";
 }

@@ -1,0 +1,14 @@
+//! `GET /api/v1/usage/rollups/check`: recomputes the usage rollups from the raw records and lists differences.
+
+use actix_web::{HttpResponse, web};
+
+use crate::domain::rollups;
+use crate::web::AppState;
+use crate::web::auth::OperatorAuth;
+use crate::web::error::ApiError;
+
+#[tracing::instrument(name = "usage.rollups.check", skip_all)]
+pub async fn check(state: web::Data<AppState>, _op: OperatorAuth) -> Result<HttpResponse, ApiError> {
+    let report = rollups::check(&state.store.db, state.store.reporting_zone).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
