@@ -21,6 +21,7 @@ pub mod models;
 pub mod nodes;
 pub mod operators;
 pub mod personal_tokens;
+pub mod provider_presets;
 pub mod providers;
 pub mod sessions;
 pub mod snapshot;

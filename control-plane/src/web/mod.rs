@@ -57,6 +57,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/alerts", web::get().to(api::alerts::list))
                 .route("/providers", web::post().to(api::providers::create))
                 .route("/providers", web::get().to(api::providers::list))
+                .route("/providers/from-preset", web::post().to(api::providers::create_from_preset))
+                .route("/provider-presets", web::get().to(api::providers::presets))
                 .route("/providers/{id}", web::put().to(api::providers::update))
                 .route("/models", web::post().to(api::models::create))
                 .route("/models", web::get().to(api::models::list))
