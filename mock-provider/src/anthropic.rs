@@ -91,9 +91,10 @@ fn prompt_words(request: &Value) -> u64 {
         }
     }
     let system = request.get("system").map_or(0, text_words);
-    let messages = request.get("messages").and_then(Value::as_array).map_or(0, |m| {
-        m.iter().map(|m| m.get("content").map_or(0, text_words)).sum()
-    });
+    let messages = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, |m| m.iter().map(|m| m.get("content").map_or(0, text_words)).sum());
     system + messages
 }
 
@@ -162,18 +163,27 @@ impl MessageStream {
         sink.named_event("message_start", &json!({"type": "message_start", "message": message})).await?;
         let stop_reason = if let Some(name) = &self.tool {
             let block = json!({"type": "tool_use", "id": TOOL_USE_ID, "name": name, "input": {}});
-            sink.named_event("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": block}))
-                .await?;
+            sink.named_event(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0, "content_block": block}),
+            )
+            .await?;
             for piece in [TOOL_INPUT.0, TOOL_INPUT.1] {
                 let delta = json!({"type": "input_json_delta", "partial_json": piece});
-                sink.named_event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": delta}))
-                    .await?;
+                sink.named_event(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+                )
+                .await?;
             }
             "tool_use"
         } else {
             let block = json!({"type": "text", "text": ""});
-            sink.named_event("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": block}))
-                .await?;
+            sink.named_event(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0, "content_block": block}),
+            )
+            .await?;
             sink.named_event("ping", &json!({"type": "ping"})).await?;
             for i in 0..self.pacing.chunks {
                 if self.pacing.cut_after(i) {
@@ -181,8 +191,11 @@ impl MessageStream {
                 }
                 sleep(self.pacing.chunk_delay).await;
                 let delta = json!({"type": "text_delta", "text": Token(i).to_string()});
-                sink.named_event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": delta}))
-                    .await?;
+                sink.named_event(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+                )
+                .await?;
             }
             "end_turn"
         };

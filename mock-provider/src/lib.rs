@@ -14,8 +14,8 @@
 //! A request may carry a non-OpenAI `mock` object to override the config for itself:
 //! `{"chunks":N,"chunk_delay_ms":D,"latency_ms":L,"status":S,"fail_after_chunks":K}`.
 
-pub mod anthropic;
 mod answer;
+pub mod anthropic;
 mod body;
 mod chat;
 mod completions;

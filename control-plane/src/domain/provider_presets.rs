@@ -109,7 +109,13 @@ pub const PRESETS: &[Preset] = &[
         &["kimi-k2-0905-preview", "kimi-k2-turbo-preview", "moonshot-v1-32k"],
         "Mainland China accounts use https://api.moonshot.cn/v1.",
     ),
-    preset("mistral", "Mistral", "https://api.mistral.ai/v1", &["mistral-large-latest", "mistral-small-latest", "codestral-latest"], ""),
+    preset(
+        "mistral",
+        "Mistral",
+        "https://api.mistral.ai/v1",
+        &["mistral-large-latest", "mistral-small-latest", "codestral-latest"],
+        "",
+    ),
     preset("groq", "Groq", "https://api.groq.com/openai/v1", &["llama-3.3-70b-versatile", "llama-3.1-8b-instant"], ""),
     preset(
         "openrouter",
@@ -203,7 +209,10 @@ pub fn base_url(preset: &Preset, params: &BTreeMap<String, String>) -> Result<St
             (None, None) => return Err(DomainError::invalid(param, format!("{} is required", p.name))),
         };
         if p.name != "base_url" && !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) {
-            return Err(DomainError::invalid(param, format!("{} may hold only letters, digits, `.`, `-` and `_`", p.name)));
+            return Err(DomainError::invalid(
+                param,
+                format!("{} may hold only letters, digits, `.`, `-` and `_`", p.name),
+            ));
         }
         url = url.replace(&format!("{{{}}}", p.name), value);
     }

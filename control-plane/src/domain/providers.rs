@@ -113,7 +113,10 @@ fn validate(input: &ProviderInput) -> Result<Valid, DomainError> {
     let kind = match input.kind.as_deref() {
         None => ProviderKind::OpenaiCompatible,
         Some(k) => parse_kind(k).ok_or_else(|| {
-            DomainError::invalid("kind", format!("unknown provider kind `{k}`; supported: openai_compatible, azure_openai, anthropic"))
+            DomainError::invalid(
+                "kind",
+                format!("unknown provider kind `{k}`; supported: openai_compatible, azure_openai, anthropic"),
+            )
         })?,
     };
     let base_url = input.base_url.trim().trim_end_matches('/');

@@ -13,8 +13,19 @@ async fn presets_are_listed_and_create_providers_in_one_step(backend: Backend) {
     let presets: Vec<Value> = expect_json(app.api_get("/provider-presets").await, StatusCode::OK).await;
     let ids: Vec<&str> = presets.iter().filter_map(|p| p["id"].as_str()).collect();
     for id in [
-        "openai", "anthropic", "gemini", "deepseek", "qwen", "glm", "moonshot", "mistral", "groq", "openrouter",
-        "azure_openai", "vllm", "ollama",
+        "openai",
+        "anthropic",
+        "gemini",
+        "deepseek",
+        "qwen",
+        "glm",
+        "moonshot",
+        "mistral",
+        "groq",
+        "openrouter",
+        "azure_openai",
+        "vllm",
+        "ollama",
     ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
@@ -27,11 +38,18 @@ async fn presets_are_listed_and_create_providers_in_one_step(backend: Backend) {
         StatusCode::CREATED,
     )
     .await;
-    assert_eq!((p.name.as_str(), p.kind, p.base_url.as_str()), ("DeepSeek", ProviderKind::OpenaiCompatible, "https://api.deepseek.com/v1"));
+    assert_eq!(
+        (p.name.as_str(), p.kind, p.base_url.as_str()),
+        ("DeepSeek", ProviderKind::OpenaiCompatible, "https://api.deepseek.com/v1")
+    );
     assert!(p.has_credential);
 
     let p: Provider = expect_json(
-        app.api_post("/providers/from-preset", &json!({ "preset": "anthropic", "name": "claude", "api_key": "sk-ant" })).await,
+        app.api_post(
+            "/providers/from-preset",
+            &json!({ "preset": "anthropic", "name": "claude", "api_key": "sk-ant" }),
+        )
+        .await,
         StatusCode::CREATED,
     )
     .await;
@@ -52,8 +70,11 @@ async fn presets_are_listed_and_create_providers_in_one_step(backend: Backend) {
 
     // Local servers need no key; the URL can be moved.
     let p: Provider = expect_json(
-        app.api_post("/providers/from-preset", &json!({ "preset": "ollama", "params": { "base_url": "http://gpu-box:11434/v1" } }))
-            .await,
+        app.api_post(
+            "/providers/from-preset",
+            &json!({ "preset": "ollama", "params": { "base_url": "http://gpu-box:11434/v1" } }),
+        )
+        .await,
         StatusCode::CREATED,
     )
     .await;
@@ -71,7 +92,10 @@ async fn preset_mistakes_are_refused_with_the_parameter_named(backend: Backend) 
         (json!({ "preset": "nope", "api_key": "k" }), "preset"),
         (json!({ "preset": "groq" }), "api_key"),
         (json!({ "preset": "azure_openai", "api_key": "k", "params": { "resource": "acme" } }), "params.deployment"),
-        (json!({ "preset": "azure_openai", "api_key": "k", "params": { "resource": "a.b/evil#", "deployment": "d" } }), "params.resource"),
+        (
+            json!({ "preset": "azure_openai", "api_key": "k", "params": { "resource": "a.b/evil#", "deployment": "d" } }),
+            "params.resource",
+        ),
         (json!({ "preset": "groq", "api_key": "k", "params": { "region": "eu" } }), "params.region"),
     ] {
         let e = expect_error(app.api_post("/providers/from-preset", &body).await, StatusCode::BAD_REQUEST).await;
@@ -85,4 +109,7 @@ async fn preset_mistakes_are_refused_with_the_parameter_named(backend: Backend) 
     assert!(e.error.message.contains("anthropic"), "{}", e.error.message);
 }
 
-backend_tests!(presets_are_listed_and_create_providers_in_one_step, preset_mistakes_are_refused_with_the_parameter_named);
+backend_tests!(
+    presets_are_listed_and_create_providers_in_one_step,
+    preset_mistakes_are_refused_with_the_parameter_named
+);

@@ -89,7 +89,10 @@ async fn a_claude_route_answers_openai_chat_with_text_tools_and_cache_usage(back
     let prompt = 5 + CACHE_READ + CACHE_WRITE;
     assert_eq!(body["usage"]["prompt_tokens"], prompt);
     assert_eq!(body["usage"]["completion_tokens"], 5);
-    assert_eq!(body["usage"]["prompt_tokens_details"], json!({ "cached_tokens": CACHE_READ, "cache_write_tokens": CACHE_WRITE }));
+    assert_eq!(
+        body["usage"]["prompt_tokens_details"],
+        json!({ "cached_tokens": CACHE_READ, "cache_write_tokens": CACHE_WRITE })
+    );
 
     // What reached Anthropic: its path, headers and body.
     let sent = s.claude.last_request().unwrap();
@@ -100,7 +103,10 @@ async fn a_claude_route_answers_openai_chat_with_text_tools_and_cache_usage(back
     assert_eq!(sent.body["model"], "claude-sonnet-4-5");
     assert_eq!(sent.body["max_tokens"], 4096);
     assert_eq!(sent.body["system"], json!([{ "type": "text", "text": "be brief" }]));
-    assert_eq!(sent.body["messages"], json!([{ "role": "user", "content": [{ "type": "text", "text": "one two three" }] }]));
+    assert_eq!(
+        sent.body["messages"],
+        json!([{ "role": "user", "content": [{ "type": "text", "text": "one two three" }] }])
+    );
 
     // Tools, not streamed.
     let mut body = chat_body("claude", false);
@@ -109,8 +115,14 @@ async fn a_claude_route_answers_openai_chat_with_text_tools_and_cache_usage(back
     assert_eq!(res["choices"][0]["finish_reason"], "tool_calls");
     let call = &res["choices"][0]["message"]["tool_calls"][0];
     assert_eq!((call["id"].as_str(), call["function"]["name"].as_str()), (Some(TOOL_USE_ID), Some("get_weather")));
-    assert_eq!(serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(), json!({ "city": "Paris" }));
-    assert_eq!(s.claude.last_request().unwrap().body["tools"][0]["input_schema"]["properties"]["city"]["type"], "string");
+    assert_eq!(
+        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
+        json!({ "city": "Paris" })
+    );
+    assert_eq!(
+        s.claude.last_request().unwrap().body["tools"][0]["input_schema"]["properties"]["city"]["type"],
+        "string"
+    );
 
     // Tools, streamed, without the client asking for usage: no usage chunk reaches it.
     body["stream"] = json!(true);
@@ -151,7 +163,10 @@ async fn anthropic_errors_reach_openai_clients_in_openai_shape(backend: Backend)
     let s = setup(backend).await;
     s.claude.set_failure(Some(Failure::Status(400)));
     let e = expect_error(s.node.chat(&s.key, &chat_body("claude", false)).await, StatusCode::BAD_REQUEST).await;
-    assert_eq!((e.error.kind.as_str(), e.error.code.as_deref()), ("invalid_request_error", Some("invalid_request_error")));
+    assert_eq!(
+        (e.error.kind.as_str(), e.error.code.as_deref()),
+        ("invalid_request_error", Some("invalid_request_error"))
+    );
     s.claude.set_failure(Some(Failure::Status(429)));
     let e = expect_error(s.node.chat(&s.key, &chat_body("claude", false)).await, StatusCode::TOO_MANY_REQUESTS).await;
     assert_eq!(e.error.code.as_deref(), Some("rate_limit_error"));
@@ -190,8 +205,11 @@ async fn the_messages_endpoint_passes_through_to_anthropic_and_translates_for_op
     assert_eq!(body["type"], "message");
     assert_eq!(body["content"][0]["text"], "tok0 tok1 tok2 tok3 tok4 ");
     let sent = s.claude.last_request().unwrap();
-    assert_eq!(sent.body, json!({ "model": "claude-sonnet-4-5", "max_tokens": 256, "system": "be brief",
-        "messages": [{ "role": "user", "content": "one two three" }] }));
+    assert_eq!(
+        sent.body,
+        json!({ "model": "claude-sonnet-4-5", "max_tokens": 256, "system": "be brief",
+        "messages": [{ "role": "user", "content": "one two three" }] })
+    );
     let mut streamed = request.clone();
     streamed["stream"] = json!(true);
     let text = messages(&s.node, &s.key, &streamed).await.text().await.unwrap();
@@ -233,6 +251,31 @@ async fn the_messages_endpoint_passes_through_to_anthropic_and_translates_for_op
         let prompt = if r.model == "claude" { 5 + CACHE_READ + CACHE_WRITE } else { 5 };
         assert_eq!((r.status, r.prompt_tokens, r.completion_tokens), (200, prompt, 5), "{r:?}");
     }
+    s.node.stop().await;
+}
+
+/// The official OpenAI SDK gets tool calls from a Claude route (streamed and not); the official Anthropic SDK
+/// talks to `/v1/messages` for a Claude and an OpenAI-compatible target. Both packages are installed by
+/// `.ci/services`; a missing one fails the test, it never skips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_and_anthropic_sdks_work_across_dialects() {
+    let s = setup(Backend::Sqlite).await;
+    let python = std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let out = tokio::process::Command::new(&python)
+        .arg(format!("{manifest_dir}/tests/sdk/claude_sdks.py"))
+        .env("SWITCHYARD_NODE", &s.node.address)
+        .env("SWITCHYARD_API_KEY", &s.key)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e} (install Python 3, `pip install openai anthropic`)"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the SDK script failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("checks ok: openai_tools_from_claude, openai_tools_stream_from_claude, anthropic_sdk_to_anthropic, anthropic_sdk_to_openai, anthropic_sdk_errors"),
+        "{stdout}"
+    );
     s.node.stop().await;
 }
 
