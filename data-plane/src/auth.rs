@@ -13,12 +13,17 @@ pub fn authenticate<'c>(
     headers: &HeaderMap,
     now: DateTime<Utc>,
 ) -> Result<&'c KeyCtx, ProxyError> {
-    let token = bearer(headers).ok_or(ProxyError::MissingKey)?;
+    // Anthropic's SDK sends its key as `x-api-key`.
+    let token = bearer(headers).or_else(|| x_api_key(headers)).ok_or(ProxyError::MissingKey)?;
     let key = catalog.key(&KeyHash::of(token)).ok_or(ProxyError::InvalidKey)?;
     if key.expired_at(now) {
         return Err(ProxyError::ExpiredKey);
     }
     Ok(key)
+}
+
+fn x_api_key(headers: &HeaderMap) -> Option<&str> {
+    Some(headers.get("x-api-key")?.to_str().ok()?.trim()).filter(|t| !t.is_empty())
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

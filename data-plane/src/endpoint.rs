@@ -1,4 +1,4 @@
-//! The OpenAI endpoints a node serves, and what differs between them on the way through.
+//! The endpoints a node serves, and what differs between them on the way through.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -7,10 +7,14 @@ pub enum Endpoint {
     Embeddings,
     /// OpenAI's Responses API, passed through to providers that support it.
     Responses,
+    /// Anthropic's Messages API served to Anthropic-SDK clients: passed through to Anthropic upstreams,
+    /// translated to chat completions for OpenAI-compatible ones.
+    Messages,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [Self::ChatCompletions, Self::Completions, Self::Embeddings, Self::Responses];
+    pub const ALL: [Endpoint; 5] =
+        [Self::ChatCompletions, Self::Completions, Self::Embeddings, Self::Responses, Self::Messages];
 
     /// Path below the provider's base URL (which ends in the version segment, e.g. `/v1`).
     pub fn path(self) -> &'static str {
@@ -19,6 +23,7 @@ impl Endpoint {
             Self::Completions => "/completions",
             Self::Embeddings => "/embeddings",
             Self::Responses => "/responses",
+            Self::Messages => "/messages",
         }
     }
 
@@ -27,7 +32,8 @@ impl Endpoint {
     }
 
     /// Whether `stream_options.include_usage` exists for this endpoint (the Responses API always reports usage
-    /// in its `response.completed` event; embeddings do not stream).
+    /// in its `response.completed` event, Anthropic's in `message_start`/`message_delta`; embeddings do not
+    /// stream).
     pub fn has_stream_usage_option(self) -> bool {
         matches!(self, Self::ChatCompletions | Self::Completions)
     }

@@ -15,7 +15,8 @@ use crate::catalog::{Catalog, KeyCtx, Target};
 use crate::endpoint::Endpoint;
 use crate::error::ProxyError;
 use crate::health::Admission;
-use crate::metering::{Meter, Outcome, usage_of_body};
+use crate::metering::{Meter, Outcome};
+use crate::providers::Translation;
 use crate::request::RequestBody;
 use crate::server::AppState;
 use crate::streaming::{Relay, StreamLimits};
@@ -41,6 +42,11 @@ pub async fn embeddings(req: HttpRequest, payload: web::Payload, state: web::Dat
 
 pub async fn responses(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     handle(Endpoint::Responses, req, payload, state).await
+}
+
+/// Anthropic's Messages API, for clients built on the Anthropic SDK.
+pub async fn messages(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    handle(Endpoint::Messages, req, payload, state).await
 }
 
 async fn handle(
@@ -161,7 +167,7 @@ async fn serve(
     let mut order: Box<dyn Iterator<Item = (&Target, Admission)>> = Box::new(order);
     let mut tried = 0;
     let mut panicked = false;
-    let mut last: Result<(reqwest::Response, &Target), ProxyError> = Err(ProxyError::UpstreamUnavailable);
+    let mut last: Result<(reqwest::Response, &Target, Translation), ProxyError> = Err(ProxyError::UpstreamUnavailable);
     loop {
         let Some((target, admission)) = order.next() else {
             if tried == 0 && !panicked {
@@ -184,7 +190,10 @@ async fn serve(
         }
         meter.provider_id = Some(target.upstream.id);
         meter.upstream_model = Some(target.upstream_model.to_string());
-        let upstream_body = parsed.upstream_body(&target.upstream_model_json, endpoint.has_stream_usage_option());
+        // The provider seam: `Translation::None` (same dialect both sides) is the byte-splicing fast path.
+        let translation = Translation::of(endpoint, target.upstream.dialect)?;
+        let upstream_body =
+            translation.request_body(endpoint, &body, &parsed, &target.upstream_model, &target.upstream_model_json)?;
         let result = send(state, endpoint, target, upstream_body).await;
         let outcome = attempt_outcome(&result);
         let metrics = state.usage.metrics();
@@ -194,10 +203,12 @@ async fn serve(
             tracing::warn!(provider = %target.upstream.name, upstream_model = %target.upstream_model, "target ejected after repeated failures");
         }
         match result {
-            Ok(res) if !retryable(res.status()) => return respond(res, target, &parsed, state, meter).await,
+            Ok(res) if !retryable(res.status()) => {
+                return respond(res, target, translation, &parsed, state, meter).await;
+            }
             Ok(res) => {
                 tracing::warn!(request_id = %meter.request_id, provider = %target.upstream.name, attempt, outcome, "upstream attempt failed");
-                last = Ok((res, target));
+                last = Ok((res, target, translation));
             }
             Err(e) => {
                 tracing::warn!(request_id = %meter.request_id, provider = %target.upstream.name, attempt, outcome, "upstream attempt failed");
@@ -206,8 +217,8 @@ async fn serve(
         }
     }
     // No attempt succeeded: the client gets the last upstream answer as it was, or the gateway's error.
-    let (res, target) = last?;
-    respond(res, target, &parsed, state, meter).await
+    let (res, target, translation) = last?;
+    respond(res, target, translation, &parsed, state, meter).await
 }
 
 /// Sends one attempt and waits for the response headers, within the first-byte timeout.
@@ -217,12 +228,12 @@ async fn send(
     target: &Target,
     body: Vec<u8>,
 ) -> Result<reqwest::Response, ProxyError> {
-    let mut rb = state
-        .client
-        .post(target.upstream.url(endpoint).clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body);
+    let url = target.upstream.url(endpoint).ok_or(ProxyError::UpstreamUnavailable)?;
+    let mut rb = state.client.post(url.clone()).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
     if let Some((name, value)) = &target.upstream.auth {
+        rb = rb.header(*name, value.clone());
+    }
+    if let Some((name, value)) = &target.upstream.extra_header {
         rb = rb.header(*name, value.clone());
     }
     let first_byte = state.timeouts.for_upstream(&target.upstream.timeouts).first_byte;
@@ -254,6 +265,7 @@ fn attempt_outcome(result: &Result<reqwest::Response, ProxyError>) -> &'static s
 async fn respond(
     res: reqwest::Response,
     target: &Target,
+    translation: Translation,
     parsed: &RequestBody<'_>,
     state: &AppState,
     meter: &mut Meter,
@@ -263,7 +275,8 @@ async fn respond(
         tracing::error!(provider = %target.upstream.name, status = status.as_u16(), "upstream rejected the provider credential");
         return Err(ProxyError::UpstreamAuth);
     }
-    let client_status = StatusCode::from_u16(status.as_u16()).map_err(|_| ProxyError::UpstreamInvalid)?;
+    let client_status =
+        StatusCode::from_u16(translation.client_status(status.as_u16())).map_err(|_| ProxyError::UpstreamInvalid)?;
     let content_type = res
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -278,13 +291,16 @@ async fn respond(
 
     if status.is_success() && parsed.stream && is_sse {
         let limits = StreamLimits { idle: timeouts.idle, deadline };
-        let relay = Relay::new(
-            Box::pin(res.bytes_stream()),
+        let mut relay = Relay::new(
+            translation.stream(Box::pin(res.bytes_stream())),
             parsed.client_wants_usage,
             meter.clone(),
             state.usage.clone(),
             limits,
         );
+        if translation.client_speaks_anthropic() {
+            relay.read_anthropic_usage();
+        }
         builder.insert_header((CONTENT_TYPE, "text/event-stream")).insert_header((CACHE_CONTROL, "no-cache"));
         return Ok(builder.streaming(relay));
     }
@@ -293,15 +309,19 @@ async fn respond(
         .await
         .map_err(|_| ProxyError::UpstreamTimeout)?
         .map_err(|_| ProxyError::UpstreamUnavailable)?;
-    let usage = if status.is_success() { usage_of_body(&bytes) } else { None };
+    let (client_status, bytes, usage) = translation.response_body(client_status.as_u16(), bytes);
+    let client_status = StatusCode::from_u16(client_status).map_err(|_| ProxyError::UpstreamInvalid)?;
+    builder.status(client_status);
     state.usage.record(meter.finish(Outcome {
         status: client_status.as_u16(),
-        error_code: (!status.is_success()).then_some("upstream_error"),
+        error_code: (!client_status.is_success()).then_some("upstream_error"),
         usage,
         estimate: None,
         first_byte: Some(Instant::now()),
     }));
-    if let Some(ct) = content_type {
+    if translation != Translation::None {
+        builder.insert_header((CONTENT_TYPE, "application/json"));
+    } else if let Some(ct) = content_type {
         builder.insert_header((CONTENT_TYPE, ct));
     }
     Ok(builder.body(bytes))

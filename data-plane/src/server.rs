@@ -215,6 +215,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(post("/v1/completions", proxy::completions))
         .service(post("/v1/embeddings", proxy::embeddings))
         .service(post("/v1/responses", proxy::responses))
+        .service(post("/v1/messages", proxy::messages))
         .service(
             web::resource("/v1/models")
                 .route(web::get().to(models::list))

@@ -69,6 +69,12 @@ impl Relay {
         }
     }
 
+    /// The client receives Anthropic events: usage is read from `message_start`/`message_delta` and nothing
+    /// is dropped.
+    pub fn read_anthropic_usage(&mut self) {
+        self.scanner.anthropic = Some(crate::providers::AnthropicStreamUsage::default());
+    }
+
     fn finish(&mut self, error_code: Option<&'static str>) {
         if self.state == State::Done {
             return;
@@ -167,11 +173,13 @@ struct SseScanner {
     client_wants_usage: bool,
     usage: Option<Usage>,
     data_events: u64,
+    /// Set when the events are Anthropic's.
+    anthropic: Option<crate::providers::AnthropicStreamUsage>,
 }
 
 impl SseScanner {
     fn new(client_wants_usage: bool) -> Self {
-        Self { partial: BytesMut::new(), client_wants_usage, usage: None, data_events: 0 }
+        Self { partial: BytesMut::new(), client_wants_usage, usage: None, data_events: 0, anthropic: None }
     }
 
     /// Takes a chunk; returns the complete events to forward now (if any). A trailing partial event is held
@@ -213,7 +221,11 @@ impl SseScanner {
                 if payload != b"[DONE]" {
                     self.data_events += 1;
                 }
-                if has_usage_object(payload)
+                if let Some(a) = &mut self.anthropic {
+                    if let Some(u) = a.scan(payload) {
+                        self.usage = Some(u);
+                    }
+                } else if has_usage_object(payload)
                     && let Ok(chunk) = serde_json::from_slice::<UsageChunk>(payload)
                 {
                     if let Some(u) = chunk.usage {

@@ -113,6 +113,17 @@ impl SseSink {
         self.send(Bytes::from(buf)).await
     }
 
+    /// Sends `event: <name>\ndata: <json>\n\n`, as Anthropic's stream does.
+    pub(crate) async fn named_event(&self, name: &str, event: &impl Serialize) -> Result<(), Stop> {
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(b"event: ");
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(b"\ndata: ");
+        serde_json::to_writer(&mut buf, event).map_err(|_| Stop)?;
+        buf.extend_from_slice(b"\n\n");
+        self.send(Bytes::from(buf)).await
+    }
+
     pub(crate) async fn done(&self) -> Result<(), Stop> {
         self.send(Bytes::from_static(b"data: [DONE]\n\n")).await
     }

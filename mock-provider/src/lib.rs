@@ -9,10 +9,13 @@
 //! - `total_tokens = prompt_tokens + completion_tokens`;
 //! - ids are `chatcmpl-mock-<n>` / `cmpl-mock-<n>` where `n` is the server's request counter.
 //!
+//! `POST /v1/messages` answers in Anthropic's Messages shapes by the same rules (see [`anthropic`]).
+//!
 //! A request may carry a non-OpenAI `mock` object to override the config for itself:
 //! `{"chunks":N,"chunk_delay_ms":D,"latency_ms":L,"status":S,"fail_after_chunks":K}`.
 
 mod answer;
+pub mod anthropic;
 mod body;
 mod chat;
 mod completions;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::{Pacing, ResponseBody};
 use crate::state::{Recorded, State};
 use crate::wire::MockOverrides;
-use crate::{Failure, MockConfig, MockHandle, chat, completions, embeddings, error, responses};
+use crate::{Failure, MockConfig, MockHandle, anthropic, chat, completions, embeddings, error, responses};
 
 /// Binds `addr` (port 0 picks a free port) and serves on the current tokio runtime; returns once listening.
 pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<MockHandle> {
@@ -73,6 +73,8 @@ enum Route {
     Completions,
     Embeddings,
     Responses,
+    /// Anthropic's Messages API.
+    Messages,
     Models,
     NotFound(String),
 }
@@ -84,6 +86,7 @@ impl Route {
             (&Method::POST, "/v1/completions") => Self::Completions,
             (&Method::POST, "/v1/embeddings") => Self::Embeddings,
             (&Method::POST, "/v1/responses") => Self::Responses,
+            (&Method::POST, "/v1/messages") => Self::Messages,
             (&Method::GET, "/v1/models") => Self::Models,
             _ => Self::NotFound(format!("{method} {path}")),
         }
@@ -160,6 +163,10 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     let ctx = Ctx { state: &state, number };
 
     if let Some(failure) = state.failure() {
+        if let (Route::Messages, Failure::Status(status)) = (&route, failure) {
+            ctx.pause(None).await;
+            return Ok(anthropic::mock_status(status));
+        }
         return Ok(injected_failure(&ctx, failure).await);
     }
     if !authorized {
@@ -171,6 +178,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         Route::Completions => completions::handle(&ctx, &body).await,
         Route::Embeddings => embeddings::handle(&ctx, &body).await,
         Route::Responses => responses::handle(&ctx, &body).await,
+        Route::Messages => anthropic::handle(&ctx, &body).await,
         Route::Models => {
             ctx.pause(None).await;
             models()
@@ -191,6 +199,8 @@ fn is_authorized(config: &MockConfig, headers: &HeaderMap) -> bool {
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
+        // Anthropic's credential header.
+        .or_else(|| headers.get("x-api-key").and_then(|value| value.to_str().ok()))
         .is_some_and(|token| token == expected)
 }
 

@@ -109,6 +109,11 @@ impl KeyEntry {
 pub enum ProviderKind {
     /// Any server speaking OpenAI's chat completions API: OpenAI, DeepSeek, Qwen compatible mode, GLM, vLLM, Ollama.
     OpenaiCompatible,
+    /// Azure OpenAI: the base URL is a deployment URL carrying `?api-version=...`, the credential goes in an
+    /// `api-key` header; bodies are OpenAI's.
+    AzureOpenai,
+    /// Anthropic's Messages API (`/v1/messages`, `x-api-key`): chat completions are translated both ways.
+    Anthropic,
     /// A kind added by a newer control plane; a node that does not know it refuses to route to it.
     #[serde(other)]
     Unsupported,

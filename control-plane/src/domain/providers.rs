@@ -55,13 +55,17 @@ impl std::fmt::Debug for ProviderInput {
 pub(crate) fn parse_kind(kind: &str) -> Option<ProviderKind> {
     match kind {
         "openai_compatible" => Some(ProviderKind::OpenaiCompatible),
+        "azure_openai" => Some(ProviderKind::AzureOpenai),
+        "anthropic" => Some(ProviderKind::Anthropic),
         _ => None,
     }
 }
 
-fn kind_str(kind: ProviderKind) -> &'static str {
+pub(crate) fn kind_str(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::OpenaiCompatible => "openai_compatible",
+        ProviderKind::AzureOpenai => "azure_openai",
+        ProviderKind::Anthropic => "anthropic",
         ProviderKind::Unsupported => "unsupported",
     }
 }
@@ -109,7 +113,10 @@ fn validate(input: &ProviderInput) -> Result<Valid, DomainError> {
     let kind = match input.kind.as_deref() {
         None => ProviderKind::OpenaiCompatible,
         Some(k) => parse_kind(k).ok_or_else(|| {
-            DomainError::invalid("kind", format!("unknown provider kind `{k}`; supported: openai_compatible"))
+            DomainError::invalid(
+                "kind",
+                format!("unknown provider kind `{k}`; supported: openai_compatible, azure_openai, anthropic"),
+            )
         })?,
     };
     let base_url = input.base_url.trim().trim_end_matches('/');

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
+use crate::domain::provider_presets::{self, FromPreset};
 use crate::domain::providers::{self, ProviderInput};
 use crate::web::AppState;
 use crate::web::auth::ApiCaller;
@@ -34,4 +35,20 @@ pub async fn update(
     caller.require(caller.is_operator())?;
     let provider = providers::update(&state.store, &caller.actor(), *id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(provider))
+}
+
+/// The presets an operator can create a provider from (`POST /providers/from-preset`).
+#[tracing::instrument(name = "providers.presets", skip_all)]
+pub async fn presets(_op: OperatorAuth) -> HttpResponse {
+    HttpResponse::Ok().json(provider_presets::PRESETS)
+}
+
+#[tracing::instrument(name = "providers.create_from_preset", skip_all, fields(preset = %body.preset, actor = %op.prefix))]
+pub async fn create_from_preset(
+    state: web::Data<AppState>,
+    op: OperatorAuth,
+    body: web::Json<FromPreset>,
+) -> Result<HttpResponse, ApiError> {
+    let provider = provider_presets::create(&state.store, &op.actor(), body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(provider))
 }

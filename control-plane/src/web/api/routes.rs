@@ -77,6 +77,10 @@ admin_routes! {
     post "/providers" => providers::create, 201, "operator", "Create a provider (the credential is write-only).",
         query [], body "ProviderInput";
     get "/providers" => providers::list, 200, "operator", "List providers.", query [], body "";
+    post "/providers/from-preset" => providers::create_from_preset, 201, "operator",
+        "Create a provider from a preset: base URL, auth style and models filled in; only the credential is pasted.",
+        query [], body "FromPreset";
+    get "/provider-presets" => providers::presets, 200, "operator", "List the provider presets.", query [], body "";
     put "/providers/{id}" => providers::update, 200, "operator", "Update a provider.", query [],
         body "ProviderInput";
     post "/models" => models::create, 201, "operator", "Create a model with its targets and prices.", query [],
