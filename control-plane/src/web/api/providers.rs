@@ -39,16 +39,18 @@ pub async fn update(
 
 /// The presets an operator can create a provider from (`POST /providers/from-preset`).
 #[tracing::instrument(name = "providers.presets", skip_all)]
-pub async fn presets(_op: OperatorAuth) -> HttpResponse {
-    HttpResponse::Ok().json(provider_presets::PRESETS)
+pub async fn presets(caller: ApiCaller) -> Result<HttpResponse, ApiError> {
+    caller.require(caller.is_operator())?;
+    Ok(HttpResponse::Ok().json(provider_presets::PRESETS))
 }
 
-#[tracing::instrument(name = "providers.create_from_preset", skip_all, fields(preset = %body.preset, actor = %op.prefix))]
+#[tracing::instrument(name = "providers.create_from_preset", skip_all, fields(preset = %body.preset, actor = %caller.token_prefix))]
 pub async fn create_from_preset(
     state: web::Data<AppState>,
-    op: OperatorAuth,
+    caller: ApiCaller,
     body: web::Json<FromPreset>,
 ) -> Result<HttpResponse, ApiError> {
-    let provider = provider_presets::create(&state.store, &op.actor(), body.into_inner()).await?;
+    caller.require(caller.is_operator())?;
+    let provider = provider_presets::create(&state.store, &caller.actor(), body.into_inner()).await?;
     Ok(HttpResponse::Created().json(provider))
 }
