@@ -15,6 +15,7 @@ pub mod error;
 pub mod fleet_status;
 pub mod invites;
 pub mod key_owners;
+pub mod key_rotation;
 pub mod keys;
 pub mod limits;
 pub mod memberships;

@@ -14,6 +14,7 @@ mod console_helpers;
 mod data_plane;
 mod deploy;
 mod end_to_end;
+mod key_rotation;
 mod keys;
 mod limits;
 mod limits_e2e;
