@@ -284,6 +284,14 @@ fn kubernetes_manifests_are_consistent_with_the_binaries() {
             d["metadata"]["name"]
         );
     }
+    // kustomize's image override names the image the workloads run.
+    let kustomization = yaml_docs("deploy/k8s/kustomization.yaml").remove(0);
+    let image = s(&seq(&kustomization["images"])[0]["name"]).to_owned();
+    for w in &workloads {
+        for c in seq(&w["spec"]["template"]["spec"]["containers"]) {
+            assert_eq!(s(&c["image"]).split(':').next(), Some(image.as_str()), "kustomization.yaml would not set it");
+        }
+    }
     let cp = deployments.iter().find(|d| s(&d["metadata"]["name"]) == "switchyard-control-plane").unwrap();
     assert!(cp["spec"]["replicas"].as_u64().unwrap() >= 2, "the control plane runs several replicas");
 }
