@@ -7,7 +7,7 @@
 # Runtime: distroless (glibc, CA certificates, no shell), user 65532 (nonroot). Health checks use the control
 # plane binary's `probe` subcommand, so no curl is needed.
 
-ARG RUST_VERSION=1.94
+ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src

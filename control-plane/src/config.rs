@@ -36,10 +36,14 @@ pub const ENV_VARS: &[&str] = &[
     "SWITCHYARD_NODE_TOKEN_FILE",
     "SWITCHYARD_ENCRYPTION_KEY",
     "SWITCHYARD_ENCRYPTION_KEY_FILE",
+    "SWITCHYARD_ENCRYPTION_KEY_PREVIOUS",
+    "SWITCHYARD_ENCRYPTION_KEY_PREVIOUS_FILE",
     "SWITCHYARD_BOOTSTRAP_OPERATOR_TOKEN",
     "SWITCHYARD_BOOTSTRAP_OPERATOR_TOKEN_FILE",
     "SWITCHYARD_CP_WORKERS",
     "SWITCHYARD_CP_REPLICA_POLL_MS",
+    "SWITCHYARD_REPORTING_TIMEZONE",
+    "SWITCHYARD_SPEND_PUBLISH_FLOOR_MS",
     "SWITCHYARD_LOG_FORMAT",
     "SWITCHYARD_QUICKSTART_NODE_LISTEN",
     "RUST_LOG",
@@ -55,6 +59,8 @@ pub struct Settings {
     pub node_token: Option<Secret>,
     /// Base64 of the 32-byte AES-256-GCM key that encrypts provider credentials. Generated on SQLite when absent.
     pub encryption_key: Option<Secret>,
+    /// During a key rotation, the key being replaced: it only decrypts (`rotate-encryption-key` re-encrypts).
+    pub encryption_key_previous: Option<Secret>,
     /// Where generated secrets (and, by default, the SQLite file) live.
     pub data_dir: PathBuf,
     /// On first start, the operator token to create instead of a random one (quickstarts and tests need it known).
@@ -99,6 +105,7 @@ impl Settings {
             listen: DEFAULT_LISTEN.to_owned(),
             node_token: None,
             encryption_key: None,
+            encryption_key_previous: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             bootstrap_operator_token: None,
             replica_poll_interval: Duration::from_secs(5),
@@ -127,6 +134,7 @@ impl Settings {
         }
         s.node_token = secret_var(&lookup, "SWITCHYARD_NODE_TOKEN")?;
         s.encryption_key = secret_var(&lookup, "SWITCHYARD_ENCRYPTION_KEY")?;
+        s.encryption_key_previous = secret_var(&lookup, "SWITCHYARD_ENCRYPTION_KEY_PREVIOUS")?;
         s.bootstrap_operator_token = secret_var(&lookup, "SWITCHYARD_BOOTSTRAP_OPERATOR_TOKEN")?;
         if let Some(v) = non_empty(lookup("SWITCHYARD_CP_WORKERS")) {
             let n = v
@@ -184,8 +192,14 @@ impl Settings {
                 return Err(ConfigError::Required { name: "SWITCHYARD_ENCRYPTION_KEY" });
             }
         };
-        let cipher = Cipher::from_base64_key(key.expose())
+        let mut cipher = Cipher::from_base64_key(key.expose())
             .map_err(|e| ConfigError::Invalid { name: "SWITCHYARD_ENCRYPTION_KEY", reason: e.to_string() })?;
+        if let Some(previous) = &self.encryption_key_previous {
+            cipher = cipher.with_previous_key(previous.expose()).map_err(|e| ConfigError::Invalid {
+                name: "SWITCHYARD_ENCRYPTION_KEY_PREVIOUS",
+                reason: e.to_string(),
+            })?;
+        }
         let node_token = match &self.node_token {
             Some(t) => t.clone(),
             None if self.is_sqlite() => load_or_generate(&self.data_dir.join(NODE_TOKEN_FILE), || {

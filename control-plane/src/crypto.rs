@@ -1,5 +1,8 @@
 //! Encryption at rest of provider credentials: AES-256-GCM with a random 96-bit nonce per value, stored as
 //! `base64(nonce || ciphertext+tag)`. The key comes from configuration and never touches the database.
+//!
+//! Key rotation: a cipher may also hold the previous key, which only decrypts; `rotate-encryption-key`
+//! (`domain/encryption_rotation.rs`) then re-encrypts every stored value with the current key.
 
 use std::fmt;
 
@@ -21,9 +24,12 @@ pub enum CryptoError {
     Decrypt,
 }
 
-/// The credential cipher. Its `Debug` never shows the key.
+/// The credential cipher: the current key, and during a rotation the previous one. Its `Debug` never shows a key.
 #[derive(Clone)]
-pub struct Cipher(Aes256Gcm);
+pub struct Cipher {
+    current: Aes256Gcm,
+    previous: Option<Aes256Gcm>,
+}
 
 impl fmt::Debug for Cipher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -33,33 +39,55 @@ impl fmt::Debug for Cipher {
 
 impl Cipher {
     pub fn from_base64_key(key: &str) -> Result<Self, CryptoError> {
-        let bytes = BASE64.decode(key.trim()).map_err(|_| CryptoError::Key)?;
-        if bytes.len() != 32 {
-            return Err(CryptoError::Key);
-        }
-        Aes256Gcm::new_from_slice(&bytes).map(Self).map_err(|_| CryptoError::Key)
+        Ok(Self { current: aes_key(key)?, previous: None })
+    }
+
+    /// This cipher, also able to decrypt values written under `previous_key`.
+    pub fn with_previous_key(self, previous_key: &str) -> Result<Self, CryptoError> {
+        Ok(Self { previous: Some(aes_key(previous_key)?), ..self })
+    }
+
+    /// Whether `stored` was written under the current key (`false`: the previous key, or neither).
+    pub fn is_current(&self, stored: &str) -> bool {
+        open(&self.current, stored).is_ok()
     }
 
     pub fn encrypt(&self, plaintext: &str) -> Result<String, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill(&mut nonce);
         let ciphertext =
-            self.0.encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes()).map_err(|_| CryptoError::Encrypt)?;
+            self.current.encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes()).map_err(|_| CryptoError::Encrypt)?;
         let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ciphertext);
         Ok(BASE64.encode(out))
     }
 
+    /// Decrypts with the current key, else with the previous one.
     pub fn decrypt(&self, stored: &str) -> Result<String, CryptoError> {
-        let bytes = BASE64.decode(stored).map_err(|_| CryptoError::Decrypt)?;
-        if bytes.len() < NONCE_LEN {
-            return Err(CryptoError::Decrypt);
-        }
-        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let plaintext = self.0.decrypt(Nonce::from_slice(nonce), ciphertext).map_err(|_| CryptoError::Decrypt)?;
-        String::from_utf8(plaintext).map_err(|_| CryptoError::Decrypt)
+        open(&self.current, stored).or_else(|e| match &self.previous {
+            Some(previous) => open(previous, stored),
+            None => Err(e),
+        })
     }
+}
+
+fn aes_key(key: &str) -> Result<Aes256Gcm, CryptoError> {
+    let bytes = BASE64.decode(key.trim()).map_err(|_| CryptoError::Key)?;
+    if bytes.len() != 32 {
+        return Err(CryptoError::Key);
+    }
+    Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::Key)
+}
+
+fn open(key: &Aes256Gcm, stored: &str) -> Result<String, CryptoError> {
+    let bytes = BASE64.decode(stored).map_err(|_| CryptoError::Decrypt)?;
+    if bytes.len() < NONCE_LEN {
+        return Err(CryptoError::Decrypt);
+    }
+    let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+    let plaintext = key.decrypt(Nonce::from_slice(nonce), ciphertext).map_err(|_| CryptoError::Decrypt)?;
+    String::from_utf8(plaintext).map_err(|_| CryptoError::Decrypt)
 }
 
 #[cfg(test)]
@@ -89,6 +117,18 @@ mod tests {
         let mut raw = BASE64.decode(&ct).unwrap();
         raw[NONCE_LEN] ^= 1;
         assert_eq!(c.decrypt(&BASE64.encode(raw)), Err(CryptoError::Decrypt));
+    }
+
+    #[test]
+    fn the_previous_key_still_decrypts_during_a_rotation() {
+        let old = Cipher::from_base64_key(&key(7)).unwrap();
+        let ct = old.encrypt("secret").unwrap();
+        let rotating = Cipher::from_base64_key(&key(8)).unwrap().with_previous_key(&key(7)).unwrap();
+        assert_eq!(rotating.decrypt(&ct).unwrap(), "secret");
+        assert!(!rotating.is_current(&ct));
+        let fresh = rotating.encrypt("secret").unwrap();
+        assert!(rotating.is_current(&fresh));
+        assert_eq!(old.decrypt(&fresh), Err(CryptoError::Decrypt), "new values use the new key");
     }
 
     #[test]

@@ -2,20 +2,24 @@
 //! Ctrl-C or SIGTERM. `quickstart` instead runs the whole system on the embedded default.
 
 use anyhow::Context as _;
-use switchyard_control_plane::domain::rollups;
+use switchyard_control_plane::domain::{Store, encryption_rotation, rollups};
 use switchyard_control_plane::{Application, Settings, quickstart, startup, telemetry};
 
-const USAGE: &str = "usage: switchyard-control-plane [serve | migrate | probe URL | quickstart | check-rollups]
+const USAGE: &str =
+    "usage: switchyard-control-plane [serve | migrate | rotate-encryption-key | check-rollups | probe URL | quickstart]
 
   serve          run the control plane (default); configured by SWITCHYARD_* environment variables;
                  applies pending migrations first
   migrate        apply pending database migrations (SWITCHYARD_DATABASE_URL) and exit; safe to run while
                  other replicas start, as they take the same lock
+  rotate-encryption-key
+                 re-encrypt every stored secret with SWITCHYARD_ENCRYPTION_KEY, reading old values with
+                 SWITCHYARD_ENCRYPTION_KEY_PREVIOUS (deploy/OPERATIONS.md, \"Rotating secrets\")
+  check-rollups  recompute the usage rollups from the raw records, print the differences as JSON,
+                 and exit with status 1 if there are any
   probe URL      GET an http://host:port/path URL and exit 0 on a 2xx answer (container health checks)
   quickstart     run the control plane on SQLite with the mock upstream and one data-plane node,
-                 seed a demo team, model and key, and print a ready-to-curl example
-  check-rollups  recompute the usage rollups from the raw records, print the differences as JSON,
-                 and exit with status 1 if there are any";
+                 seed a demo team, model and key, and print a ready-to-curl example";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -30,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
     match command.as_deref() {
         None | Some("serve") => serve(settings).await,
         Some("migrate") => migrate(settings).await,
+        Some("rotate-encryption-key") => rotate_encryption_key(settings).await,
         Some("quickstart") => quickstart::run(settings, shutdown_signal()).await,
         Some("check-rollups") => check_rollups(settings).await,
         Some("-h" | "--help" | "help") => {
@@ -76,6 +81,26 @@ async fn check_rollups(settings: Settings) -> anyhow::Result<()> {
     if !report.is_consistent() {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+async fn rotate_encryption_key(settings: Settings) -> anyhow::Result<()> {
+    let secrets = settings.resolve_secrets().context("reading the encryption keys")?;
+    let db = startup::connect(&settings).await.context("connecting to the database")?;
+    switchyard_control_plane::migrate::run(&db).await.context("migrating the database")?;
+    let store = Store {
+        db: db.clone(),
+        cipher: secrets.cipher,
+        republish: Default::default(),
+        reporting_zone: settings.reporting_timezone,
+    };
+    let done = encryption_rotation::reencrypt_all(&store).await.context("re-encrypting stored secrets")?;
+    println!(
+        "{} secret(s) re-encrypted with the current key, {} already were; \
+         SWITCHYARD_ENCRYPTION_KEY_PREVIOUS can now be removed.",
+        done.reencrypted, done.already_current
+    );
+    db.close().await.ok();
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod change;
 pub mod csrf;
 pub mod dashboard;
+pub mod encryption_rotation;
 pub mod error;
 pub mod fleet_status;
 pub mod invites;

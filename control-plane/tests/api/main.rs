@@ -15,6 +15,7 @@ mod console_helpers;
 mod console_lists;
 mod data_plane;
 mod deploy;
+mod encryption_key_rotation;
 mod end_to_end;
 mod key_rotation;
 mod keys;

@@ -64,12 +64,21 @@ async fn a_change_through_either_replica_reaches_every_node_once(backend: Backen
     let res = on_a.chat(&tenant.key, &chat_body("replicated", false)).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
-    // Both replicas see both nodes current.
+    // Both replicas see both nodes current, once each node's next poll has confirmed the version it applied.
     for app in [&a, &b] {
-        let nodes = app.nodes().await;
-        assert_eq!(nodes.current_version, v + 1);
-        assert_eq!(nodes.data.len(), 2);
-        assert!(nodes.data.iter().all(|n| n.applied_version == v + 1 && !n.lagging), "{nodes:?}");
+        let all_current = async {
+            loop {
+                let nodes = app.nodes().await;
+                assert_eq!(nodes.current_version, v + 1);
+                if nodes.data.len() == 2 && nodes.data.iter().all(|n| n.applied_version == v + 1 && !n.lagging) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), all_current)
+            .await
+            .unwrap_or_else(|_| panic!("a replica does not see both nodes current: {:?}", app.settings.listen));
     }
     on_a.stop().await;
     on_b.stop().await;
