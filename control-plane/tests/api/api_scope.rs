@@ -41,6 +41,7 @@ fn body_for(type_name: &str) -> Option<Value> {
             Some(json!({ "name": "rogue", "kind": "openai_compatible", "base_url": "http://127.0.0.1:9" }))
         }
         "ModelInput" => Some(json!({ "name": "rogue" })),
+        "FromPreset" => Some(json!({ "preset": "deepseek", "api_key": "sk-rogue" })),
         other => panic!("no test body for `{other}`: add one"),
     }
 }
