@@ -167,10 +167,12 @@ async fn serve(
     let mut order: Box<dyn Iterator<Item = (&Target, Admission)>> = Box::new(order);
     let mut tried = 0;
     let mut panicked = false;
+    // Set when a target's provider has no such endpoint (Anthropic has no embeddings); such targets are passed over.
+    let mut unsupported = false;
     let mut last: Result<(reqwest::Response, &Target, Translation), ProxyError> = Err(ProxyError::UpstreamUnavailable);
     loop {
         let Some((target, admission)) = order.next() else {
-            if tried == 0 && !panicked {
+            if tried == 0 && !panicked && !unsupported {
                 tracing::warn!(model = %route.name, "every target is ejected; trying them anyway");
                 order = Box::new(panic_mode.clone());
                 panicked = true;
@@ -181,6 +183,15 @@ async fn serve(
         if tried == MAX_ATTEMPTS {
             break;
         }
+        // The provider seam: `Translation::None` (same dialect both sides) is the byte-splicing fast path.
+        let translation = match Translation::of(endpoint, target.upstream.dialect) {
+            Ok(t) => t,
+            Err(e) => {
+                unsupported = true;
+                last = Err(e);
+                continue;
+            }
+        };
         let attempt = tried;
         tried += 1;
         if attempt > 0 && !route.retry_budget.withdraw() {
@@ -190,8 +201,6 @@ async fn serve(
         }
         meter.provider_id = Some(target.upstream.id);
         meter.upstream_model = Some(target.upstream_model.to_string());
-        // The provider seam: `Translation::None` (same dialect both sides) is the byte-splicing fast path.
-        let translation = Translation::of(endpoint, target.upstream.dialect)?;
         let upstream_body =
             translation.request_body(endpoint, &body, &parsed, &target.upstream_model, &target.upstream_model_json)?;
         let result = send(state, endpoint, target, upstream_body).await;

@@ -462,3 +462,57 @@ async fn binary_prints_its_address_and_serves() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["choices"][0]["message"]["content"], "tok0 tok1 ");
 }
+
+/// Anthropic's Messages API: the message object, the named event sequence, and Anthropic's error body.
+#[tokio::test]
+async fn messages_answer_in_anthropics_shapes() {
+    let mock = spawn_mock(MockConfig { chunks: 2, ..MockConfig::default() }).await;
+    let mut client = Client::connect(&mock).await;
+    let request = json!({"model": "claude-x", "max_tokens": 50, "system": "be brief",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "one two three"}]}]});
+    let (status, body) = json_body(client.post("/v1/messages", request.clone()).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["type"], "message");
+    assert_eq!(body["content"], json!([{"type": "text", "text": "tok0 tok1 "}]));
+    assert_eq!(body["stop_reason"], "end_turn");
+    assert_eq!(body["usage"]["input_tokens"], 5);
+    assert_eq!(body["usage"]["output_tokens"], 2);
+    assert_eq!(body["usage"]["cache_read_input_tokens"], switchyard_mock_provider::anthropic::CACHE_READ);
+
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let response = client.post("/v1/messages", streamed).await;
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let names: Vec<&str> = std::str::from_utf8(&bytes)
+        .unwrap()
+        .split_terminator("\n\n")
+        .map(|e| e.lines().next().unwrap().strip_prefix("event: ").unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+
+    let mut tools = request.clone();
+    tools["tools"] = json!([{"name": "get_weather", "input_schema": {"type": "object"}}]);
+    let (_, body) = json_body(client.post("/v1/messages", tools).await).await;
+    assert_eq!(body["stop_reason"], "tool_use");
+    assert_eq!(body["content"][0]["input"], json!({"city": "Paris"}));
+
+    let (status, body) = json_body(client.post("/v1/messages", json!({"model": "m", "messages": []})).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    mock.set_failure(Some(Failure::Status(529)));
+    let (status, body) = json_body(client.post("/v1/messages", request).await).await;
+    assert_eq!((status.as_u16(), body["error"]["type"].as_str()), (529, Some("overloaded_error")));
+}

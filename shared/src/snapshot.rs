@@ -378,6 +378,18 @@ mod tests {
     }
 
     #[test]
+    fn provider_kinds_round_trip_by_their_snake_case_names() {
+        for (kind, name) in [
+            (ProviderKind::OpenaiCompatible, "openai_compatible"),
+            (ProviderKind::AzureOpenai, "azure_openai"),
+            (ProviderKind::Anthropic, "anthropic"),
+        ] {
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<ProviderKind>(&format!("\"{name}\"")).unwrap(), kind);
+        }
+    }
+
+    #[test]
     fn unknown_provider_kinds_parse_as_unsupported() {
         let json = r#"{"id":1,"name":"x","kind":"future_kind","base_url":"http://x"}"#;
         let p: ProviderEntry = serde_json::from_str(json).unwrap();

@@ -78,7 +78,7 @@ pub const PRESETS: &[Preset] = &[
         "gemini",
         "Google Gemini",
         "https://generativelanguage.googleapis.com/v1beta/openai",
-        &["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"],
+        &["gemini-3-flash-preview", "gemini-2.5-pro", "gemini-2.5-flash"],
         "Gemini's OpenAI-compatible endpoint with a Gemini API key.",
     ),
     preset(

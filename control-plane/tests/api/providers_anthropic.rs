@@ -189,6 +189,39 @@ async fn anthropic_errors_reach_openai_clients_in_openai_shape(backend: Backend)
     s.node.stop().await;
 }
 
+/// A model with a Claude target first and an OpenAI-compatible one second: chat goes to Claude, embeddings (which
+/// Anthropic lacks) to the other target.
+async fn a_mixed_model_serves_each_endpoint_from_a_target_that_has_it(backend: Backend) {
+    let s = setup(backend).await;
+    let providers = s.app.list_providers().await;
+    let claude = providers.iter().find(|p| p.name == "anthropic").unwrap();
+    let other = providers.iter().find(|p| p.name != "anthropic").unwrap();
+    s.app
+        .create_model(&json!({
+            "name": "mixed",
+            "input_price_per_mtok": 1,
+            "output_price_per_mtok": 1,
+            "targets": [
+                { "provider_id": claude.id, "upstream_model": "claude-sonnet-4-5", "priority": 0 },
+                { "provider_id": other.id, "upstream_model": "text-embedding", "priority": 1 },
+            ],
+        }))
+        .await;
+    s.node.wait_for_config(&s.app).await;
+    let res = s.node.chat(&s.key, &chat_body("mixed", false)).await;
+    assert!(res.headers()["x-switchyard-upstream"].to_str().unwrap().ends_with("/claude-sonnet-4-5"));
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/embeddings", s.node.address))
+        .bearer_auth(&s.key)
+        .json(&json!({ "model": "mixed", "input": "hi" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["x-switchyard-upstream"].to_str().unwrap().ends_with("/text-embedding"));
+    s.node.stop().await;
+}
+
 async fn the_messages_endpoint_passes_through_to_anthropic_and_translates_for_openai_targets(backend: Backend) {
     let s = setup(backend).await;
     let request = json!({
@@ -282,5 +315,6 @@ async fn the_official_openai_and_anthropic_sdks_work_across_dialects() {
 backend_tests!(
     a_claude_route_answers_openai_chat_with_text_tools_and_cache_usage,
     anthropic_errors_reach_openai_clients_in_openai_shape,
+    a_mixed_model_serves_each_endpoint_from_a_target_that_has_it,
     the_messages_endpoint_passes_through_to_anthropic_and_translates_for_openai_targets,
 );

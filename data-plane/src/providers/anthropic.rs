@@ -59,6 +59,20 @@ struct ChatRequest<'a> {
     tool_choice: Option<Value>,
     parallel_tool_calls: Option<bool>,
     user: Option<String>,
+    /// OpenAI's reasoning toggle, mapped to an extended-thinking budget.
+    reasoning_effort: Option<String>,
+    /// Anthropic's own `thinking` object, for clients that know they talk to Claude.
+    thinking: Option<Value>,
+}
+
+/// Extended-thinking budget per OpenAI `reasoning_effort`.
+fn thinking_budget(effort: &str) -> Option<u64> {
+    match effort {
+        "low" => Some(1024),
+        "medium" => Some(4096),
+        "high" => Some(16_384),
+        _ => None,
+    }
 }
 
 #[derive(Deserialize)]
@@ -173,15 +187,29 @@ pub(super) fn request(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, Prox
     }
     let mut out = Map::new();
     out.insert("model".into(), upstream_model.into());
-    let max_tokens = req.max_completion_tokens.or(req.max_tokens).unwrap_or(DEFAULT_MAX_TOKENS);
+    let mut max_tokens = req.max_completion_tokens.or(req.max_tokens).unwrap_or(DEFAULT_MAX_TOKENS);
+    let thinking = match (req.thinking, req.reasoning_effort.as_deref().and_then(thinking_budget)) {
+        (Some(t), _) if t.is_object() => Some(t),
+        (_, Some(budget)) => Some(json!({"type": "enabled", "budget_tokens": budget})),
+        _ => None,
+    };
+    let thinking_on = thinking.as_ref().is_some_and(|t| t["type"] == "enabled");
+    if let Some(budget) = thinking.as_ref().and_then(|t| t["budget_tokens"].as_u64()) {
+        // Anthropic wants the thinking budget inside max_tokens.
+        max_tokens = max_tokens.max(budget + DEFAULT_MAX_TOKENS);
+    }
     out.insert("max_tokens".into(), max_tokens.into());
+    if let Some(t) = thinking {
+        out.insert("thinking".into(), t);
+    }
     if !system.is_empty() {
         out.insert("system".into(), system.into());
     }
     let messages: Vec<Value> =
         messages.into_iter().map(|(role, content)| json!({"role": role, "content": content})).collect();
     out.insert("messages".into(), messages.into());
-    if let Some(t) = req.temperature {
+    // Extended thinking refuses a changed temperature.
+    if let Some(t) = req.temperature.filter(|_| !thinking_on) {
         // OpenAI's range is 0-2, Anthropic's 0-1.
         out.insert("temperature".into(), t.clamp(0.0, 1.0).into());
     }

@@ -159,7 +159,8 @@ impl Translation {
                 let usage = crate::metering::usage_of_body(&out);
                 (out, usage)
             }),
-            Self::ChatToAnthropic => return (self.client_status(status), anthropic::error(&body).into(), None),
+            // `status` is already the client's (see `client_status`).
+            Self::ChatToAnthropic => return (status, anthropic::error(&body).into(), None),
             Self::MessagesToChat if ok => {
                 let usage = crate::metering::usage_of_body(&body);
                 messages_inbound::response(&body).map(|out| (out, usage))
@@ -194,5 +195,5 @@ impl Translation {
     }
 }
 
-/// The usage the relay keeps while it forwards an Anthropic event stream (see [`anthropic::scan_usage`]).
+/// The usage the relay keeps while it forwards an Anthropic event stream (see [`anthropic::StreamUsage::scan`]).
 pub use anthropic::StreamUsage as AnthropicStreamUsage;

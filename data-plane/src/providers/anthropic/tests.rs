@@ -109,6 +109,21 @@ fn max_tokens_and_tool_choice_variants_map() {
 }
 
 #[test]
+fn reasoning_effort_turns_on_extended_thinking_within_max_tokens() {
+    let out =
+        translate(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "medium",
+        "max_tokens": 1000, "temperature": 0.3}));
+    assert_eq!(out["thinking"], json!({"type": "enabled", "budget_tokens": 4096}));
+    assert_eq!(out["max_tokens"], 4096 + DEFAULT_MAX_TOKENS);
+    assert!(out.get("temperature").is_none(), "thinking refuses a changed temperature");
+    let out = translate(json!({"model": "m", "messages": [], "thinking": {"type": "enabled", "budget_tokens": 2000}}));
+    assert_eq!(out["thinking"], json!({"type": "enabled", "budget_tokens": 2000}));
+    let out = translate(json!({"model": "m", "messages": [], "reasoning_effort": "minimal", "temperature": 0.3}));
+    assert!(out.get("thinking").is_none());
+    assert_eq!(out["temperature"], 0.3);
+}
+
+#[test]
 fn malformed_requests_are_refused_as_bad_requests() {
     for body in [
         json!({"model": "m"}),
