@@ -247,6 +247,10 @@ async fn run(backend: Backend) {
     shot(&browser, "03-team").await;
     // Rotate the key with a grace period, through the keyboard-usable disclosure on its row.
     click(&browser, "details.rotate summary").await;
+    browser
+        .execute("document.querySelector('details.rotate').scrollIntoView({block: 'center'});", vec![])
+        .await
+        .unwrap();
     shot(&browser, "16-key-rotate").await;
     click(&browser, "details.rotate button[type=submit]").await;
     expect_heading(&browser, "Key \u{201c}browser key\u{201d} rotated").await;
