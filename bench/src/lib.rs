@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod client;
+pub mod console;
 pub mod fakecp;
 pub mod hist;
 pub mod ingest;

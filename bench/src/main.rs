@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use switchyard_bench::args::Args;
 use switchyard_bench::procstat::Watched;
-use switchyard_bench::{client, ingest, load, relay, seed, snapshot, suite};
+use switchyard_bench::{client, console, ingest, load, relay, seed, snapshot, suite};
 
 const USAGE: &str = "usage: switchyard-bench <command> [flags]   (see BENCHMARKS.md; bench/run drives them all)
 
@@ -25,6 +25,8 @@ const USAGE: &str = "usage: switchyard-bench <command> [flags]   (see BENCHMARKS
   snapshot    --sizes 100000,1000000 --mock-url URL [--node-bin PATH] [--quick] [--out FILE]
   ingest      --cp URL --node-token T --operator-token T [--nodes 1,8,32] [--records N] [--batch N]
               [--cp-pid P] [--out FILE]
+  console     --cp URL --email E --password P [--team-id N] [--model-id N] [--provider-id N] [--runs N]
+              [--records N] [--out FILE]               time every main console page (seed the database first)
   (flag --threads N before or after the command: load generator worker threads, default 2)";
 
 fn main() -> anyhow::Result<()> {
@@ -157,6 +159,19 @@ async fn run(command: &str, args: &Args) -> anyhow::Result<()> {
                 cp_pid: args.parsed("cp-pid")?,
             };
             write_out(args, &ingest::run(&cfg).await?)?;
+        }
+        "console" => {
+            let cfg = console::ConsoleConfig {
+                cp: client::addr_of(args.req("cp")?)?,
+                email: args.req("email")?.to_owned(),
+                password: args.req("password")?.to_owned(),
+                runs: args.parsed("runs")?.unwrap_or(20),
+                team_id: args.parsed("team-id")?.unwrap_or(1),
+                model_id: args.parsed("model-id")?.unwrap_or(1),
+                provider_id: args.parsed("provider-id")?.unwrap_or(1),
+                records: args.parsed("records")?.unwrap_or(0),
+            };
+            write_out(args, &console::run(&cfg).await?)?;
         }
         other => bail!("unknown command `{other}`\n{USAGE}"),
     }

@@ -245,6 +245,20 @@ async fn run(backend: Backend) {
     shot(&browser, "09-usage").await;
     goto(&browser, &app, &format!("/console/teams/{team_id}")).await;
     shot(&browser, "03-team").await;
+    // Rotate the key with a grace period, through the keyboard-usable disclosure on its row.
+    click(&browser, "details.rotate summary").await;
+    browser
+        .execute("document.querySelector('details.rotate').scrollIntoView({block: 'center'});", vec![])
+        .await
+        .unwrap();
+    shot(&browser, "16-key-rotate").await;
+    click(&browser, "details.rotate button[type=submit]").await;
+    expect_heading(&browser, "Key \u{201c}browser key\u{201d} rotated").await;
+    assert!(value_of(&browser, "#secret").await.starts_with("sk-sy-"));
+    shot(&browser, "17-key-rotated").await;
+    assert_eq!(app.list_keys(team_id).await.len(), 2);
+    goto(&browser, &app, "/console/teams?q=browser").await;
+    shot(&browser, "18-teams-search").await;
     goto(&browser, &app, "/console/nodes").await;
     shot(&browser, "10-nodes").await;
     goto(&browser, &app, "/console/audit").await;

@@ -93,7 +93,7 @@ async fn the_console_rotates_a_key_and_shows_the_new_secret_once(backend: Backen
 
     // A date that is not a date keeps the page, with a clear message.
     let bad = member.submit(&format!("/console/teams/{team}/keys/{}/rotate", key.id), &[("grace_until", "soon")]).await;
-    bad.assert_status(StatusCode::BAD_REQUEST).assert_contains("date and time");
+    bad.assert_status(StatusCode::BAD_REQUEST).assert_contains("date and time").assert_contains("value=\"soon\"");
 
     let grace = (Utc::now() + chrono::Duration::hours(2)).format("%Y-%m-%dT%H:%M").to_string();
     let shown =

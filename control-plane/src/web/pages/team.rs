@@ -405,6 +405,10 @@ pub async fn rotate_key(
     )
     .await?;
     page.rotate_error = Some(refusal);
+    // Keep what was typed, so a near miss is fixed rather than retyped.
+    if !form.grace_until.trim().is_empty() {
+        page.default_grace = form.grace_until.trim().chars().take(32).collect();
+    }
     view::render(StatusCode::BAD_REQUEST, &page)
 }
 
