@@ -87,6 +87,7 @@ impl Application {
         let secrets = settings.resolve_secrets()?;
         let db = connect(&settings).await?;
         switchyard_migrations::Migrator::up(&db, None).await.map_err(StartupError::Migrate)?;
+        crate::domain::limits::seed_missing_counters(&db, chrono::Utc::now()).await?;
 
         let (stopping_tx, stopping_rx) = watch::channel(false);
         let publisher = snapshot::start(

@@ -21,6 +21,7 @@ pub mod models;
 pub mod nodes;
 pub mod operators;
 pub mod personal_tokens;
+pub mod prices;
 pub mod providers;
 pub mod rollups;
 pub mod sessions;

@@ -62,6 +62,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/models", web::get().to(api::models::list))
                 .route("/models/{id}", web::put().to(api::models::replace))
                 .route("/models/{id}", web::delete().to(api::models::delete))
+                .route("/models/{id}/prices", web::get().to(api::prices::list))
+                .route("/models/{id}/prices", web::post().to(api::prices::create))
                 .route("/usage", web::get().to(api::usage::query))
                 .route("/usage/rollups/check", web::get().to(api::rollups::check))
                 .route("/nodes", web::get().to(api::nodes::list)),

@@ -19,6 +19,7 @@ mod limits_e2e;
 mod models;
 mod node;
 mod nodes;
+mod prices;
 mod providers;
 mod rollups;
 mod sdk;

@@ -5,6 +5,7 @@ pub mod keys;
 pub mod limits;
 pub mod models;
 pub mod nodes;
+pub mod prices;
 pub mod providers;
 pub mod rollups;
 pub mod teams;
