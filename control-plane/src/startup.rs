@@ -88,6 +88,7 @@ impl Application {
         let secrets = settings.resolve_secrets()?;
         let db = connect(&settings).await?;
         crate::migrate::run(&db).await?;
+        crate::domain::limits::seed_missing_counters(&db, chrono::Utc::now()).await?;
 
         let (stopping_tx, stopping_rx) = watch::channel(false);
         let publisher = snapshot::start(

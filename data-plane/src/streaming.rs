@@ -88,6 +88,7 @@ impl Relay {
             estimate: Some(Usage {
                 prompt_tokens: self.meter.prompt_estimate,
                 completion_tokens: self.scanner.data_events,
+                ..Usage::default()
             }),
             first_byte: self.first_byte,
         });

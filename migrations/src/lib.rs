@@ -12,6 +12,7 @@ mod m20261126_000001_limits;
 mod m20261127_000001_console;
 mod m20261128_000001_provider_timeouts;
 mod m20261129_000001_usage_rollups;
+mod m20261129_000002_price_versions;
 mod m20261201_000001_console_more;
 
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_console::Migration),
             Box::new(m20261128_000001_provider_timeouts::Migration),
             Box::new(m20261129_000001_usage_rollups::Migration),
+            Box::new(m20261129_000002_price_versions::Migration),
             Box::new(m20261201_000001_console_more::Migration),
         ]
     }

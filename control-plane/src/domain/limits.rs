@@ -271,6 +271,24 @@ pub async fn spend(
     Ok(row)
 }
 
+/// Seeds, from the records, the counter of the current period of every budget that has none yet: budgets set
+/// before the counters existed. Run once at start; later periods start at zero and ingest keeps them.
+pub async fn seed_missing_counters(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<(), DomainError> {
+    let rows = limits::Entity::find().all(db).await?;
+    let counters = spend::current(db, now).await?;
+    for r in rows {
+        let Some(scope) = parse_scope(&r.scope) else { continue };
+        let Some(budget) = decode(&r)?.budget else { continue };
+        let period = budget.period(now);
+        if counters.has(scope, r.scope_id, period) {
+            continue;
+        }
+        let (micros, tokens) = spend(db, scope, r.scope_id, period).await?;
+        spend::seed(db, scope, r.scope_id, period, Spent { micros, tokens }).await?;
+    }
+    Ok(())
+}
+
 /// The limits section of a snapshot: every team and key among `teams`/`keys` with limits, budgets with their
 /// spend in the period containing `now`.
 pub async fn snapshot_entries(

@@ -24,6 +24,7 @@ pub mod models;
 pub mod nodes;
 pub mod operators;
 pub mod personal_tokens;
+pub mod prices;
 pub mod provider_presets;
 pub mod providers;
 pub mod rollups;

@@ -228,7 +228,7 @@ pub async fn check(conn: &impl ConnectionTrait, zone: Zone) -> Result<RollupChec
                 team_id: m.team_id,
                 key_id: m.key_id,
                 model: m.model.clone(),
-                price_version_id: 0,
+                price_version_id: m.price_version_id.unwrap_or(0),
                 day: zone.date_of(m.started_at),
             };
             expected.entry(key).or_default().add_row(m);

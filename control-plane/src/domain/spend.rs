@@ -148,6 +148,10 @@ pub async fn current(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<
 pub struct Counters(HashMap<CounterKey, Spent>);
 
 impl Counters {
+    pub fn has(&self, scope: LimitScope, id: i64, period: Period) -> bool {
+        self.0.contains_key(&(scope.as_str(), id, period.start, period.end))
+    }
+
     pub fn get(&self, scope: LimitScope, id: i64, period: Period) -> Spent {
         self.0.get(&(scope.as_str(), id, period.start, period.end)).copied().unwrap_or_default()
     }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::change::begin_write;
 use super::limits;
+use super::prices::PriceBook;
 use super::{DomainError, Store, rollups};
 use crate::entities::usage_records;
 
@@ -44,8 +45,18 @@ fn parse_source(s: &str) -> UsageSource {
     }
 }
 
-fn to_row(r: &UsageRecord, received_at: DateTime<Utc>) -> usage_records::ActiveModel {
+/// A record as the control plane stores it: costed with the price version in force when it started.
+#[derive(Debug, Serialize)]
+struct Costed {
+    #[serde(flatten)]
+    record: UsageRecord,
+    price_version_id: Option<i64>,
+}
+
+fn to_row(c: &Costed, received_at: DateTime<Utc>) -> usage_records::ActiveModel {
+    let r = &c.record;
     usage_records::ActiveModel {
+        price_version_id: Set(c.price_version_id),
         id: Set(r.id),
         request_id: Set(r.request_id.clone()),
         node_id: Set(r.node_id.clone()),
@@ -74,7 +85,7 @@ fn to_row(r: &UsageRecord, received_at: DateTime<Utc>) -> usage_records::ActiveM
 /// Inserts the records no earlier batch stored and returns the ids it inserted.
 async fn insert_new(
     conn: &impl ConnectionTrait,
-    records: &[UsageRecord],
+    records: &[Costed],
     now: DateTime<Utc>,
 ) -> Result<HashSet<Uuid>, DomainError> {
     if conn.get_database_backend() == DatabaseBackend::Postgres && fits_bigint(records) {
@@ -93,9 +104,9 @@ async fn insert_new(
 }
 
 /// Whether every count fits Postgres's `bigint` as is (the multi-row path clamps the ones that do not).
-fn fits_bigint(records: &[UsageRecord]) -> bool {
+fn fits_bigint(records: &[Costed]) -> bool {
     const MAX: u64 = i64::MAX as u64;
-    records.iter().all(|r| {
+    records.iter().map(|c| &c.record).all(|r| {
         [r.duration_us, r.ttft_us.unwrap_or(0), r.prompt_tokens, r.completion_tokens]
             .into_iter()
             .chain([r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens])
@@ -107,18 +118,18 @@ fn fits_bigint(records: &[UsageRecord]) -> bool {
 /// the column names, unpacked by `json_to_recordset` (instead of 22 binds per record in chunks).
 const POSTGRES_INSERT: &str = "INSERT INTO usage_records (id, request_id, node_id, team_id, key_id, model, \
 provider_id, upstream_model, started_at, duration_us, ttft_us, status, error_code, stream, prompt_tokens, \
-completion_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, usage_source, cost_micros, received_at) \
+completion_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, usage_source, cost_micros, price_version_id, received_at) \
 SELECT id, request_id, node_id, team_id, key_id, model, provider_id, upstream_model, started_at, duration_us, \
 ttft_us, status, error_code, stream, prompt_tokens, completion_tokens, cached_input_tokens, cache_write_tokens, \
-reasoning_tokens, usage_source, cost_micros, $2 FROM json_to_recordset($1::json) AS r(id uuid, request_id text, \
+reasoning_tokens, usage_source, cost_micros, price_version_id, $2 FROM json_to_recordset($1::json) AS r(id uuid, request_id text, \
 node_id text, team_id bigint, key_id bigint, model text, provider_id bigint, upstream_model text, \
 started_at timestamptz, duration_us bigint, ttft_us bigint, status integer, error_code text, stream boolean, \
 prompt_tokens bigint, completion_tokens bigint, cached_input_tokens bigint, cache_write_tokens bigint, \
-reasoning_tokens bigint, usage_source text, cost_micros bigint) ON CONFLICT (id) DO NOTHING RETURNING id";
+reasoning_tokens bigint, usage_source text, cost_micros bigint, price_version_id bigint) ON CONFLICT (id) DO NOTHING RETURNING id";
 
 async fn insert_new_postgres(
     conn: &impl ConnectionTrait,
-    records: &[UsageRecord],
+    records: &[Costed],
     now: DateTime<Utc>,
 ) -> Result<HashSet<Uuid>, DomainError> {
     let json = serde_json::to_string(records).map_err(|e| DomainError::Internal(format!("usage batch json: {e}")))?;
@@ -133,13 +144,25 @@ pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, Domain
     let received = batch.records.len() as u64;
     let now = Utc::now();
     let txn = begin_write(&store.db).await?;
-    let mut ids = insert_new(&txn, &batch.records, now).await?;
-    // `remove`, so a record repeated within the batch counts once.
-    let new: Vec<&UsageRecord> = batch.records.iter().filter(|r| ids.remove(&r.id)).collect();
-    let stored = new.len() as u64;
-    rollups::apply(&txn, &rollups::aggregate(new.iter().map(|r| (*r, 0)), store.reporting_zone)).await?;
+    let book = PriceBook::load(&txn, batch.records.iter().map(|r| r.model.as_str())).await?;
     let newest = batch.records.iter().map(|r| r.id).max();
-    let spend = limits::after_ingest(&txn, &batch.node_id, newest, &new, now).await?;
+    let records: Vec<Costed> = batch
+        .records
+        .into_iter()
+        .map(|mut record| {
+            let price_version_id = book.cost(&mut record);
+            Costed { record, price_version_id }
+        })
+        .collect();
+    let mut ids = insert_new(&txn, &records, now).await?;
+    // `remove`, so a record repeated within the batch counts once.
+    let new: Vec<&Costed> = records.iter().filter(|c| ids.remove(&c.record.id)).collect();
+    let stored = new.len() as u64;
+    let sums =
+        rollups::aggregate(new.iter().map(|c| (&c.record, c.price_version_id.unwrap_or(0))), store.reporting_zone);
+    rollups::apply(&txn, &sums).await?;
+    let new_records: Vec<&UsageRecord> = new.iter().map(|c| &c.record).collect();
+    let spend = limits::after_ingest(&txn, &batch.node_id, newest, &new_records, now).await?;
     txn.commit().await?;
     // Budgeted spend moved: nodes get the new totals with the next snapshot, at once when a budget is near its cap.
     match spend {
@@ -170,6 +193,9 @@ pub struct StoredUsage {
     #[serde(flatten)]
     pub record: UsageRecord,
     pub received_at: DateTime<Utc>,
+    /// The price version the control plane costed the record with (`record.cost_micros` is that cost).
+    #[serde(default)]
+    pub price_version_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,6 +240,7 @@ impl From<usage_records::Model> for StoredUsage {
                 cost_micros: m.cost_micros,
             },
             received_at: m.received_at,
+            price_version_id: m.price_version_id,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod login_throttle;
 pub mod model_targets;
 pub mod models;
 pub mod nodes;
+pub mod price_versions;
 pub mod providers;
 pub mod revoked_sessions;
 pub mod team_members;

@@ -29,6 +29,8 @@ pub struct Model {
     /// `upstream`, `estimated` or `none` (`switchyard_shared::usage::UsageSource`).
     pub usage_source: String,
     pub cost_micros: i64,
+    /// The price version the control plane costed the record with; `None` when the model had none in force.
+    pub price_version_id: Option<i64>,
     pub received_at: DateTimeUtc,
 }
 

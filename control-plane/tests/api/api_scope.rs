@@ -41,6 +41,9 @@ fn body_for(type_name: &str) -> Option<Value> {
             Some(json!({ "name": "rogue", "kind": "openai_compatible", "base_url": "http://127.0.0.1:9" }))
         }
         "ModelInput" => Some(json!({ "name": "rogue" })),
+        "NewPriceVersion" => Some(json!({
+            "effective_from": Utc::now(), "input_per_mtok": 1, "output_per_mtok": 1
+        })),
         "FromPreset" => Some(json!({ "preset": "deepseek", "api_key": "sk-rogue" })),
         other => panic!("no test body for `{other}`: add one"),
     }

@@ -26,6 +26,7 @@ mod models;
 mod node;
 mod nodes;
 mod openapi;
+mod prices;
 mod provider_presets;
 mod providers;
 mod providers_anthropic;

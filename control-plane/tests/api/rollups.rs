@@ -4,12 +4,12 @@
 use chrono::{DateTime, TimeZone as _, Utc};
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
 use serde_json::{Value, json};
-use switchyard_control_plane::entities::usage_rollups;
+use switchyard_control_plane::entities::{budget_spend, usage_rollups};
 use switchyard_shared::UsageBatch;
 use switchyard_shared::period::Zone;
 use switchyard_shared::snapshot::LimitScope;
 
-use crate::helpers::{Backend, TestApp, expect_json, spawn_app, spawn_app_with, usage_record};
+use crate::helpers::{Backend, TestApp, expect_json, spawn_app, spawn_app_with, spawn_with_settings, usage_record};
 
 fn t(day: u32, hour: u32, min: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, day, hour, min, 0).unwrap()
@@ -160,6 +160,12 @@ async fn budget_spend_counts_new_records_once(backend: Backend) {
     let snapshot = app.latest_snapshot().await;
     let entry = snapshot.limits.iter().find(|e| e.scope == LimitScope::Key && e.id == key.id).unwrap();
     assert_eq!(entry.spend.unwrap().micros, 135);
+
+    // Budgets set before the counters existed get them seeded from the records at start.
+    budget_spend::Entity::delete_many().exec(&app.db_pool).await.unwrap();
+    let restarted = spawn_with_settings(app.database.clone(), app.settings.clone()).await;
+    let seeded = restarted.get_limits(&format!("/keys/{}", key.id)).await.budget_status.unwrap();
+    assert_eq!((seeded.spent_micros, seeded.spent_tokens), (135, 30));
 }
 
 backend_tests!(

@@ -7,6 +7,7 @@ pub mod limits;
 pub mod models;
 pub mod nodes;
 pub mod openapi;
+pub mod prices;
 pub mod providers;
 pub mod rollups;
 pub mod routes;

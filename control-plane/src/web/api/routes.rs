@@ -5,7 +5,7 @@
 
 use actix_web::web;
 
-use super::{alerts, keys, limits, models, nodes, openapi, providers, rollups, teams, usage};
+use super::{alerts, keys, limits, models, nodes, openapi, prices, providers, rollups, teams, usage};
 
 /// One documented route of `/api/v1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +88,9 @@ admin_routes! {
     get "/models" => models::list, 200, "operator, finance", "List models.", query [], body "";
     put "/models/{id}" => models::replace, 200, "operator", "Replace a model.", query [], body "ModelInput";
     delete "/models/{id}" => models::delete, 204, "operator", "Delete a model.", query [], body "";
+    get "/models/{id}/prices" => prices::list, 200, "operator, finance", "A model's price versions.", query [], body "";
+    post "/models/{id}/prices" => prices::create, 201, "operator",
+        "Add a price version effective from a given instant.", query [], body "NewPriceVersion";
     get "/usage" => usage::query, 200, "operator, finance; others pass one of their teams",
         "Usage records, newest first, with totals.",
         query ["team_id", "key_id", "model", "from", "to", "limit", "before_id"], body "";
