@@ -38,6 +38,8 @@ impl Published {
 
 struct State {
     current: watch::Sender<Option<Arc<Published>>>,
+    /// The highest version a node has reported as applied in a poll (nodes report only what is on disk).
+    applied: watch::Sender<u64>,
     usage_records: AtomicU64,
 }
 
@@ -51,7 +53,11 @@ impl FakeControlPlane {
     pub async fn start() -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(State { current: watch::channel(None).0, usage_records: AtomicU64::new(0) });
+        let state = Arc::new(State {
+            current: watch::channel(None).0,
+            applied: watch::channel(0).0,
+            usage_records: AtomicU64::new(0),
+        });
         let accept = tokio::spawn(accept_loop(listener, state.clone()));
         Ok(Self { addr, state, accept })
     }
@@ -59,6 +65,15 @@ impl FakeControlPlane {
     /// Nodes waiting on a poll get this snapshot at once.
     pub fn publish(&self, p: Published) {
         self.state.current.send_replace(Some(Arc::new(p)));
+    }
+
+    /// Resolves once a node has reported version `v` (or newer) as applied, i.e. persisted.
+    pub async fn wait_applied(&self, v: u64, timeout: Duration) -> anyhow::Result<()> {
+        let mut rx = self.state.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|a| *a >= v))
+            .await
+            .map_err(|_| anyhow::anyhow!("no node reported version {v} as applied within {timeout:?}"))??;
+        Ok(())
     }
 
     pub fn usage_records(&self) -> u64 {
@@ -106,6 +121,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
             .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
             .collect();
         let applied: u64 = query.get("applied").and_then(|v| v.parse().ok()).unwrap_or(0);
+        state.applied.send_if_modified(|a| {
+            let newer = applied > *a;
+            *a = (*a).max(applied);
+            newer
+        });
         let wait = Duration::from_secs(query.get("wait_secs").and_then(|v| v.parse().ok()).unwrap_or(0).min(60));
         let mut rx = state.current.subscribe();
         let newer = tokio::time::timeout(wait, rx.wait_for(|p| p.as_ref().is_some_and(|p| p.version > applied)))

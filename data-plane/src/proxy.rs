@@ -340,9 +340,8 @@ fn response_headers(builder: &mut HttpResponseBuilder, request_id: &str, target:
     if let Ok(v) = HeaderValue::from_str(request_id) {
         builder.insert_header((REQUEST_ID_HEADER, v));
     }
-    // Names come from operators; a value that is not a valid header is left out rather than sent.
-    if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", target.upstream.name, target.upstream_model)) {
-        builder.insert_header((UPSTREAM_HEADER, v));
+    if let Some(v) = &target.upstream_header {
+        builder.insert_header((UPSTREAM_HEADER, v.clone()));
     }
 }
 
@@ -377,7 +376,16 @@ pub fn request_id(req: &HttpRequest) -> String {
                 && v.len() <= 128
                 && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         })
-        .map_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()), str::to_owned)
+        .map_or_else(fresh_request_id, str::to_owned)
+}
+
+/// `req_` and a UUIDv7 in simple form, written without the formatting machinery.
+fn fresh_request_id() -> String {
+    let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+    let mut id = String::with_capacity(4 + uuid::fmt::Simple::LENGTH);
+    id.push_str("req_");
+    id.push_str(uuid::Uuid::now_v7().simple().encode_lower(&mut buf));
+    id
 }
 
 pub fn error_response(e: &ProxyError, request_id: &str) -> HttpResponse {

@@ -19,10 +19,12 @@ use crate::reporting::{self, UsageSink};
 use crate::snapshot::{self, SnapshotStore};
 use crate::{models, proxy};
 
-/// What every request handler shares.
+/// What every request handler shares. Each actix worker holds its own copy with its own upstream `client`.
+#[derive(Clone)]
 pub struct AppState {
     pub snapshots: Arc<SnapshotStore>,
     pub usage: Arc<UsageSink>,
+    /// This worker's upstream connection pool (see [`upstream_client`]).
     pub client: reqwest::Client,
     pub node_id: Arc<str>,
     pub max_body_bytes: usize,
@@ -81,6 +83,8 @@ pub enum BuildError {
     NodeId(String),
     #[error("could not build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("could not set up TLS for upstream connections: {0}")]
+    Tls(#[from] rustls::Error),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("could not set up metrics: {0}")]
@@ -104,12 +108,10 @@ impl Server {
         {
             return Err(BuildError::NodeId(node_id.to_string()));
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.upstream_connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(4096)
-            .tcp_nodelay(true)
-            .build()?;
+        // The background tasks' client (snapshot sync, usage reporter), on the main runtime.
+        let connect_timeout = settings.upstream_connect_timeout;
+        let tls = upstream_tls()?;
+        let client = upstream_client(connect_timeout, &tls)?;
 
         let metrics = Arc::new(Metrics::new()?);
         let snapshots =
@@ -138,7 +140,7 @@ impl Server {
             tokio::spawn(reporter.run(stop_rx)),
         ];
 
-        let state = web::Data::new(AppState {
+        let state = AppState {
             snapshots: snapshots.clone(),
             usage: usage.clone(),
             client,
@@ -152,19 +154,26 @@ impl Server {
             },
             governance: settings.governance,
             limiter: limiter.clone(),
-        });
+        };
         let listener =
             TcpListener::bind(settings.listen).map_err(|source| BuildError::Bind { addr: settings.listen, source })?;
         let port = listener.local_addr().map_err(|source| BuildError::Bind { addr: settings.listen, source })?.port();
-        let http = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-            .workers(settings.workers.max(1))
-            .disable_signals()
-            // SSE events are small writes; with Nagle on they wait for the client's delayed ACK (~40 ms).
-            .tcp_nodelay(true)
-            .shutdown_timeout(30)
-            .listen(listener)
-            .map_err(|source| BuildError::Bind { addr: settings.listen, source })?
-            .run();
+        let http = HttpServer::new(move || {
+            // One upstream pool per worker: a pooled connection's task lives on the runtime that opened it, so
+            // a pool shared between workers makes every reuse from another worker a cross-thread wake-up.
+            // The settings already built one client above, so this does not fail in practice; if it did, the
+            // worker would share the background tasks' pool rather than not start.
+            let client = upstream_client(connect_timeout, &tls).unwrap_or_else(|_| state.client.clone());
+            App::new().app_data(web::Data::new(AppState { client, ..state.clone() })).configure(routes)
+        })
+        .workers(settings.workers.max(1))
+        .disable_signals()
+        // SSE events are small writes; with Nagle on they wait for the client's delayed ACK (~40 ms).
+        .tcp_nodelay(true)
+        .shutdown_timeout(30)
+        .listen(listener)
+        .map_err(|source| BuildError::Bind { addr: settings.listen, source })?
+        .run();
         if !settings.governance {
             tracing::warn!("governance is OFF: no authentication, no limits, no metering (benchmark baseline only)");
         }
@@ -208,6 +217,32 @@ impl Server {
         }
         served
     }
+}
+
+/// An upstream HTTP client (one connection pool). Built once per actix worker and once for background tasks.
+fn upstream_client(connect_timeout: Duration, tls: &rustls::ClientConfig) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls.clone())
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(4096)
+        .tcp_nodelay(true)
+        .build()
+}
+
+/// What reqwest would build for each client (platform roots, HTTP/2 and 1.1 by ALPN), built once: loading the
+/// system's root certificates on every worker thread cost ~7 MiB of RSS per worker (each thread's malloc arena
+/// kept the parsing garbage).
+fn upstream_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tls)
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {

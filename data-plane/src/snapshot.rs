@@ -30,6 +30,8 @@ pub enum ApplyError {
     Invalid(#[from] SnapshotError),
     #[error("snapshot version {offered} is not newer than the applied {applied}")]
     Stale { offered: u64, applied: u64 },
+    #[error("snapshot verification was aborted")]
+    Aborted,
 }
 
 /// The catalog the request path reads, swapped whole when a newer snapshot is applied.
@@ -66,22 +68,28 @@ impl SnapshotStore {
         let _ = rx.wait_for(|applied| *applied >= v).await;
     }
 
-    /// Verifies a snapshot body, writes it to disk, then swaps it in: a version this node serves (and reports as
-    /// applied) is one it can restart from.
+    /// Verifies a snapshot body, swaps it in, then writes it to disk before returning.
+    ///
+    /// Ordering: digest, decode, validate and compile run on a blocking thread (a 1M-key snapshot takes a good
+    /// fraction of a second of CPU that must not stall a runtime worker); the swap follows at once, so requests
+    /// see the new version before the file is written; the file is fsynced before `apply` returns, and the sync
+    /// loop reports a version as applied to the control plane only after that. A crash between the swap and
+    /// the end of the write leaves the previous pair on disk (temp file + rename): the node restarts from the
+    /// previous snapshot and the control plane, which has not seen this version acknowledged, sends it again.
     pub async fn apply(&self, body: Bytes, digest: &str) -> Result<u64, ApplyError> {
-        let snapshot = self.verify(&body, digest)?;
+        let version = self.install(body.clone(), digest.to_owned()).await?;
         if let Err(e) = persist(&self.dir, &body, digest).await {
             tracing::error!(error = %e, dir = %self.dir.display(), "could not persist snapshot; serving it from memory");
         }
-        Ok(self.swap(&snapshot))
+        Ok(version)
     }
 
     /// Applies the snapshot kept on disk by an earlier run, if there is a valid one.
     pub async fn load_from_disk(&self) -> Option<u64> {
         let body = tokio::fs::read(self.dir.join(SNAPSHOT_FILE)).await.ok()?;
         let digest = tokio::fs::read_to_string(self.dir.join(DIGEST_FILE)).await.ok()?;
-        match self.verify(&body, digest.trim()) {
-            Ok(snapshot) => Some(self.swap(&snapshot)),
+        match self.install(body.into(), digest.trim().to_owned()).await {
+            Ok(v) => Some(v),
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring the snapshot on disk");
                 None
@@ -89,32 +97,43 @@ impl SnapshotStore {
         }
     }
 
-    /// Digest, decoding, internal references, and a version strictly newer than the one being served.
-    fn verify(&self, body: &[u8], digest: &str) -> Result<Snapshot, ApplyError> {
-        if protocol::body_digest(body) != digest {
-            return Err(ApplyError::Digest);
-        }
-        let snapshot: Snapshot = serde_json::from_slice(body)?;
-        snapshot.validate()?;
+    /// Verifies and compiles off the runtime, then swaps; the previous catalog is freed off the runtime too.
+    async fn install(&self, body: Bytes, digest: String) -> Result<u64, ApplyError> {
         let applied = self.version();
-        if snapshot.version <= applied {
-            return Err(ApplyError::Stale { offered: snapshot.version, applied });
+        let health = self.health.clone();
+        let (catalog, keys, models) = tokio::task::spawn_blocking(move || {
+            let snapshot = verify(&body, &digest, applied)?;
+            let catalog = Catalog::compile(&snapshot, &health);
+            Ok::<_, ApplyError>((catalog, snapshot.keys.len(), snapshot.models.len()))
+        })
+        .await
+        .map_err(|_| ApplyError::Aborted)??;
+        let version = catalog.version;
+        let new = Arc::new(catalog);
+        // The version is checked again at the swap, atomically: another apply may have won while this one compiled.
+        let old = self.current.rcu(|current| if current.version < version { new.clone() } else { current.clone() });
+        if old.version >= version {
+            return Err(ApplyError::Stale { offered: version, applied: old.version });
         }
-        Ok(snapshot)
-    }
-
-    fn swap(&self, snapshot: &Snapshot) -> u64 {
-        self.current.store(Arc::new(Catalog::compile(snapshot, &self.health)));
         self.health.retain_used();
-        self.version_tx.send_replace(snapshot.version);
-        tracing::info!(
-            version = snapshot.version,
-            keys = snapshot.keys.len(),
-            models = snapshot.models.len(),
-            "snapshot applied"
-        );
-        snapshot.version
+        self.version_tx.send_replace(version);
+        tracing::info!(version, keys, models, "snapshot applied");
+        tokio::task::spawn_blocking(move || drop(old));
+        Ok(version)
     }
+}
+
+/// Digest, decoding, internal references, and a version strictly newer than the one being served.
+fn verify(body: &[u8], digest: &str, applied: u64) -> Result<Snapshot, ApplyError> {
+    if protocol::body_digest(body) != digest {
+        return Err(ApplyError::Digest);
+    }
+    let snapshot: Snapshot = serde_json::from_slice(body)?;
+    snapshot.validate()?;
+    if snapshot.version <= applied {
+        return Err(ApplyError::Stale { offered: snapshot.version, applied });
+    }
+    Ok(snapshot)
 }
 
 /// Writes body and digest beside each other via temp files and renames, so a crash leaves the old pair or the
