@@ -169,7 +169,9 @@ async fn budget_exhaustion_blocks_the_key_on_both_nodes(backend: Backend) {
 
     // Its usage reaches the control plane, which pushes the spend: node B refuses within 2 s.
     f.nodes[0].node.usage.flush().await;
+    // Node B may admit requests until the snapshot with A's spend reaches it (the documented cross-node window).
     let reported = Instant::now();
+    let mut served_by_b = 0;
     loop {
         let res = f.nodes[1].chat(&f.key, &body).await;
         if res.status() == StatusCode::TOO_MANY_REQUESTS {
@@ -177,6 +179,7 @@ async fn budget_exhaustion_blocks_the_key_on_both_nodes(backend: Backend) {
             assert_eq!(err["error"]["code"], "insufficient_quota");
             break;
         }
+        served_by_b += 1;
         assert!(reported.elapsed() < Duration::from_secs(2), "node B still serves the exhausted key");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -186,7 +189,8 @@ async fn budget_exhaustion_blocks_the_key_on_both_nodes(backend: Backend) {
     }
     let view = f.app.get_limits(&format!("/keys/{}", f.key_id)).await;
     let spent = view.budget_status.unwrap().spent_micros;
-    assert!(spent <= 2000, "the fleet overspent: {spent}");
+    // Node A alone never overspent (checked above); the fleet overshoots by at most what B admitted in the window.
+    assert!(spent <= 2000 + served_by_b * 63, "the fleet overspent: {spent} with {served_by_b} admitted by node B");
     let alerts = f.app.alerts(&format!("team_id={}", f.team_id)).await;
     assert!(alerts.iter().any(|a| a.kind == "soft_threshold" && a.scope_id == f.key_id), "{alerts:?}");
 }
