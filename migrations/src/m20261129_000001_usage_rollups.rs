@@ -1,8 +1,10 @@
 //! Usage rollups and budget spend counters, both maintained by ingest in the transaction that stores the records,
 //! so reports and budgets never scan raw usage.
 //!
-//! `usage_rollups` has one row per (team, key, model, price version, day), the day being a calendar day in the
-//! deployment's reporting time zone; `price_version_id` is 0 for records costed without a price version.
+//! `usage_rollups` has rows per (team, key, model, price version, day), the day being a calendar day in the
+//! deployment's reporting time zone; `price_version_id` is 0 for records costed without a price version. `shard`
+//! (derived from the reporting node) spreads concurrent batches over different rows so they do not queue on each
+//! other's row locks; readers sum over shards.
 //! `budget_spend` has one row per budgeted team or key and budget period. The token classes of issue 7 are added
 //! to `usage_records` here too, since the rollups carry them.
 
@@ -31,6 +33,7 @@ impl MigrationTrait for Migration {
                     .col(string(UsageRollups::Model))
                     .col(big_integer(UsageRollups::PriceVersionId).default(0))
                     .col(date(UsageRollups::Day))
+                    .col(integer(UsageRollups::Shard).default(0))
                     .col(big_integer(UsageRollups::Requests))
                     .col(big_integer(UsageRollups::Errors))
                     .col(big_integer(UsageRollups::PromptTokens))
@@ -45,7 +48,8 @@ impl MigrationTrait for Migration {
                             .col(UsageRollups::KeyId)
                             .col(UsageRollups::Model)
                             .col(UsageRollups::PriceVersionId)
-                            .col(UsageRollups::Day),
+                            .col(UsageRollups::Day)
+                            .col(UsageRollups::Shard),
                     )
                     .to_owned(),
             )
@@ -101,6 +105,7 @@ enum UsageRollups {
     Model,
     PriceVersionId,
     Day,
+    Shard,
     Requests,
     Errors,
     PromptTokens,

@@ -22,7 +22,18 @@ use uuid::Uuid;
 use super::DomainError;
 use crate::entities::{usage_records, usage_rollups};
 
-/// Rows per upsert: 13 bind parameters each stays far below both backends' parameter limits.
+/// Shards of the rollup rows: batches from different nodes update different rows, so concurrent ingest does not
+/// queue on row locks (readers sum over shards).
+pub const SHARDS: u32 = 16;
+
+/// The shard a node's batches write to.
+pub fn shard_of(node_id: &str) -> i32 {
+    // FNV-1a: stable across builds and releases, unlike the std hasher.
+    let h = node_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    i32::try_from(h % u64::from(SHARDS)).unwrap_or(0)
+}
+
+/// Rows per upsert: 14 bind parameters each stays far below both backends' parameter limits.
 const UPSERT_CHUNK: usize = 500;
 /// Records read per page by the consistency check.
 const CHECK_PAGE: u64 = 10_000;
@@ -66,6 +77,17 @@ impl RollupSums {
         self.cost_micros = self.cost_micros.saturating_add(r.cost_micros);
     }
 
+    fn merge(&mut self, o: &RollupSums) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.prompt_tokens += o.prompt_tokens;
+        self.cached_input_tokens += o.cached_input_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.completion_tokens += o.completion_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.cost_micros += o.cost_micros;
+    }
+
     fn add_row(&mut self, m: &usage_records::Model) {
         self.requests += 1;
         self.errors += i64::from(m.status >= 400);
@@ -96,8 +118,8 @@ pub fn aggregate<'a>(records: impl IntoIterator<Item = (&'a UsageRecord, i64)>, 
     out
 }
 
-/// Adds `rollups` to the stored rows (creating missing ones), inside the caller's transaction.
-pub async fn apply(conn: &impl ConnectionTrait, rollups: &Rollups) -> Result<(), DomainError> {
+/// Adds `rollups` to the stored rows of `shard` (creating missing ones), inside the caller's transaction.
+pub async fn apply(conn: &impl ConnectionTrait, rollups: &Rollups, shard: i32) -> Result<(), DomainError> {
     use usage_rollups::Column as C;
     const SUMS: [C; 8] = [
         C::Requests,
@@ -109,12 +131,12 @@ pub async fn apply(conn: &impl ConnectionTrait, rollups: &Rollups) -> Result<(),
         C::ReasoningTokens,
         C::CostMicros,
     ];
-    const KEYS: [C; 5] = [C::TeamId, C::KeyId, C::Model, C::PriceVersionId, C::Day];
+    const KEYS: [C; 6] = [C::TeamId, C::KeyId, C::Model, C::PriceVersionId, C::Day, C::Shard];
     if rollups.is_empty() {
         return Ok(());
     }
     if conn.get_database_backend() == DatabaseBackend::Postgres {
-        return apply_postgres(conn, rollups).await;
+        return apply_postgres(conn, rollups, shard).await;
     }
     let rows: Vec<_> = rollups.iter().collect();
     for chunk in rows.chunks(UPSERT_CHUNK) {
@@ -127,6 +149,7 @@ pub async fn apply(conn: &impl ConnectionTrait, rollups: &Rollups) -> Result<(),
                 k.model.clone().into(),
                 k.price_version_id.into(),
                 k.day.into(),
+                shard.into(),
                 s.requests.into(),
                 s.errors.into(),
                 s.prompt_tokens.into(),
@@ -162,12 +185,13 @@ struct Row<'a> {
 
 /// All rows in one statement with one bind (their JSON), in key order so concurrent batches lock rows in the same
 /// order.
-const POSTGRES_UPSERT: &str = "INSERT INTO usage_rollups (team_id, key_id, model, price_version_id, day, requests, \
-errors, prompt_tokens, cached_input_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, cost_micros) \
-SELECT * FROM json_to_recordset($1::json) AS r(team_id bigint, key_id bigint, model text, price_version_id bigint, \
+const POSTGRES_UPSERT: &str = "INSERT INTO usage_rollups (team_id, key_id, model, price_version_id, day, shard, \
+requests, errors, prompt_tokens, cached_input_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, \
+cost_micros) SELECT team_id, key_id, model, price_version_id, day, $2, requests, errors, prompt_tokens, \
+cached_input_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, cost_micros FROM json_to_recordset($1::json) AS r(team_id bigint, key_id bigint, model text, price_version_id bigint, \
 day date, requests bigint, errors bigint, prompt_tokens bigint, cached_input_tokens bigint, \
 cache_write_tokens bigint, completion_tokens bigint, reasoning_tokens bigint, cost_micros bigint) \
-ON CONFLICT (team_id, key_id, model, price_version_id, day) DO UPDATE SET \
+ON CONFLICT (team_id, key_id, model, price_version_id, day, shard) DO UPDATE SET \
 requests = usage_rollups.requests + excluded.requests, errors = usage_rollups.errors + excluded.errors, \
 prompt_tokens = usage_rollups.prompt_tokens + excluded.prompt_tokens, \
 cached_input_tokens = usage_rollups.cached_input_tokens + excluded.cached_input_tokens, \
@@ -176,10 +200,15 @@ completion_tokens = usage_rollups.completion_tokens + excluded.completion_tokens
 reasoning_tokens = usage_rollups.reasoning_tokens + excluded.reasoning_tokens, \
 cost_micros = usage_rollups.cost_micros + excluded.cost_micros";
 
-async fn apply_postgres(conn: &impl ConnectionTrait, rollups: &Rollups) -> Result<(), DomainError> {
+async fn apply_postgres(conn: &impl ConnectionTrait, rollups: &Rollups, shard: i32) -> Result<(), DomainError> {
     let rows: Vec<Row<'_>> = rollups.iter().map(|(key, sums)| Row { key, sums }).collect();
     let json = serde_json::to_string(&rows).map_err(|e| DomainError::Internal(format!("rollups json: {e}")))?;
-    conn.execute_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, POSTGRES_UPSERT, [json.into()])).await?;
+    conn.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        POSTGRES_UPSERT,
+        [json.into(), shard.into()],
+    ))
+    .await?;
     Ok(())
 }
 
@@ -197,6 +226,7 @@ pub struct RollupDifference {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollupCheck {
     pub records: u64,
+    /// Stored rows, shards counted separately.
     pub rollup_rows: u64,
     /// How many rows differ (all of them, even when only the first are listed).
     pub differing_rows: u64,
@@ -235,32 +265,31 @@ pub async fn check(conn: &impl ConnectionTrait, zone: Zone) -> Result<RollupChec
         }
         records += page.len() as u64;
     }
-    let stored: Rollups = usage_rollups::Entity::find()
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|m| {
-            let key = RollupKey {
-                team_id: m.team_id,
-                key_id: m.key_id,
-                model: m.model,
-                price_version_id: m.price_version_id,
-                day: m.day,
-            };
-            let sums = RollupSums {
-                requests: m.requests,
-                errors: m.errors,
-                prompt_tokens: m.prompt_tokens,
-                cached_input_tokens: m.cached_input_tokens,
-                cache_write_tokens: m.cache_write_tokens,
-                completion_tokens: m.completion_tokens,
-                reasoning_tokens: m.reasoning_tokens,
-                cost_micros: m.cost_micros,
-            };
-            (key, sums)
-        })
-        .collect();
-    let rollup_rows = stored.len() as u64;
+    let mut stored = Rollups::new();
+    let rows = usage_rollups::Entity::find().all(conn).await?;
+    let rollup_rows = rows.len() as u64;
+    for (key, sums) in rows.into_iter().map(|m| {
+        let key = RollupKey {
+            team_id: m.team_id,
+            key_id: m.key_id,
+            model: m.model,
+            price_version_id: m.price_version_id,
+            day: m.day,
+        };
+        let sums = RollupSums {
+            requests: m.requests,
+            errors: m.errors,
+            prompt_tokens: m.prompt_tokens,
+            cached_input_tokens: m.cached_input_tokens,
+            cache_write_tokens: m.cache_write_tokens,
+            completion_tokens: m.completion_tokens,
+            reasoning_tokens: m.reasoning_tokens,
+            cost_micros: m.cost_micros,
+        };
+        (key, sums)
+    }) {
+        stored.entry(key).or_default().merge(&sums);
+    }
     let mut differing_rows = 0u64;
     let mut differences = Vec::new();
     let mut note = |key: &RollupKey, expected: Option<RollupSums>, stored: Option<RollupSums>| {
@@ -314,6 +343,13 @@ mod tests {
             usage_source: UsageSource::Upstream,
             cost_micros: 30,
         }
+    }
+
+    #[test]
+    fn nodes_spread_over_shards_stably() {
+        let shards: std::collections::BTreeSet<i32> = (0..64).map(|i| shard_of(&format!("node-{i}"))).collect();
+        assert!(shards.len() > 8 && shards.iter().all(|s| (0..16).contains(s)), "{shards:?}");
+        assert_eq!(shard_of("node-a"), shard_of("node-a"));
     }
 
     #[test]

@@ -235,6 +235,8 @@ pub async fn start(
                     let wait = tokio::time::sleep_until(last_spend + spend_floor);
                     tokio::select! {
                         () = wait => {}
+                        // A configuration change, or spend near a cap, does not wait for the floor.
+                        () = doorbell.config.notified() => {}
                         () = stopped(&mut stopping) => break,
                     }
                     last_spend = Instant::now();

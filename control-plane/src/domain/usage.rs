@@ -160,7 +160,7 @@ pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, Domain
     let stored = new.len() as u64;
     let sums =
         rollups::aggregate(new.iter().map(|c| (&c.record, c.price_version_id.unwrap_or(0))), store.reporting_zone);
-    rollups::apply(&txn, &sums).await?;
+    rollups::apply(&txn, &sums, rollups::shard_of(&batch.node_id)).await?;
     let new_records: Vec<&UsageRecord> = new.iter().map(|c| &c.record).collect();
     let spend = limits::after_ingest(&txn, &batch.node_id, newest, &new_records, now).await?;
     txn.commit().await?;

@@ -17,6 +17,9 @@ pub struct Model {
     /// A calendar day in the deployment's reporting time zone.
     #[sea_orm(primary_key, auto_increment = false)]
     pub day: Date,
+    /// Spreads concurrent batches over rows (from the reporting node); readers sum over shards.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub shard: i32,
     pub requests: i64,
     pub errors: i64,
     pub prompt_tokens: i64,
