@@ -72,6 +72,8 @@ pub struct TargetHealth {
     policy: BreakerPolicy,
     epoch: Instant,
     state: Mutex<State>,
+    /// Cool-down after the provider answered 429 (see `limits::cooldown`).
+    pub cool: crate::limits::cooldown::CoolState,
 }
 
 impl TargetHealth {
@@ -80,6 +82,7 @@ impl TargetHealth {
             policy,
             epoch,
             state: Mutex::new(State { circuit: Circuit::Closed, ejections: 0, buckets: [(u64::MAX, 0, 0); BUCKETS] }),
+            cool: Default::default(),
         }
     }
 
