@@ -19,11 +19,14 @@ pub(crate) struct State {
     failure: AtomicU32,
     last: Mutex<Option<Recorded>>,
     /// The mock's own rate limit and its current window (start, requests admitted in it).
-    limit: Mutex<Option<(RateLimit, Option<(Instant, u64)>)>>,
+    limit: Mutex<Option<(RateLimit, Option<Window>)>>,
     rate_limited: AtomicU64,
     /// Woken on connection and stream-cancellation changes so tests can wait instead of sleeping.
     changed: Notify,
 }
+
+/// A rate-limit window: when it started and the requests admitted in it.
+type Window = (Instant, u64);
 
 /// The raw request kept as received; decoding is deferred to `last_request()` to keep it off the hot path.
 #[derive(Clone)]

@@ -132,7 +132,7 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
         total += value * secs;
         rest = &rest[unit_len..];
     }
-    (total.is_finite() && s.len() > 0).then(|| Duration::from_secs_f64(total.min(1e6)))
+    (total.is_finite() && !s.is_empty()).then(|| Duration::from_secs_f64(total.min(1e6)))
 }
 
 /// The provider's advertised `x-ratelimit-limit-requests` and `-tokens`, where present.
