@@ -1026,6 +1026,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_provider_cap_refuses_past_its_rate_and_concurrency_with_the_time_until_room() {
+        let (l, clock) = limiter();
+        let caps = switchyard_shared::snapshot::TargetCaps { rpm: Some(2), tpm: None, max_concurrency: Some(1) };
+        let policy = Policy::of_caps(&caps).unwrap();
+        let first = l.admit_target(7, &policy, 10).await.unwrap();
+        // One in flight: the second waits for a slot.
+        let busy = l.admit_target(7, &policy, 10).await.err().unwrap();
+        assert!(matches!(busy, Denied::Rate { scope: Subject::Provider, what: "concurrent", .. }), "{busy:?}");
+        drop(first);
+        let second = l.admit_target(7, &policy, 10).await.unwrap();
+        drop(second);
+        // Two a minute: the third is refused until one unit is back (30 s).
+        let d = l.admit_target(7, &policy, 10).await.err().unwrap();
+        assert_eq!(d.retry_after(), Duration::from_secs(30));
+        // Another provider has its own caps.
+        assert!(l.admit_target(8, &policy, 10).await.is_ok());
+        clock.advance(30);
+        assert!(l.admit_target(7, &policy, 10).await.is_ok());
+        assert!(Policy::of_caps(&Default::default()).is_none());
+    }
+
+    #[tokio::test]
     async fn spend_from_the_snapshot_counts_and_replaces_reported_records() {
         let (l, _) = limiter();
         let budget = Budget { max_micros: Some(10_000), ..Default::default() };
