@@ -107,6 +107,15 @@ impl TargetHealth {
         }
     }
 
+    /// Gives back a probe slot that was claimed but not used (the attempt was skipped for capacity), so the next
+    /// request may probe instead of waiting out the probe timeout.
+    pub fn release_probe(&self) {
+        let mut s = self.lock();
+        if let Circuit::HalfOpen { probe_since: Some(_) } = s.circuit {
+            s.circuit = Circuit::HalfOpen { probe_since: None };
+        }
+    }
+
     /// Records the outcome of an attempt admitted with `admission`. Returns true when this ejected the target.
     pub fn record(&self, now: Instant, admission: Admission, ok: bool) -> bool {
         let policy = self.policy;
@@ -284,6 +293,19 @@ mod tests {
         assert!(!h.record(probe_at, Admission::Probe, true));
         assert_eq!(h.circuit(), Circuit::Closed);
         assert_eq!(h.admit(probe_at), Admission::Allow);
+    }
+
+    #[test]
+    fn an_unused_probe_slot_is_given_back() {
+        let t0 = Instant::now();
+        let h = TargetHealth::new(policy(), t0);
+        for _ in 0..4 {
+            h.record(t0, Admission::Allow, false);
+        }
+        let later = t0 + Duration::from_secs(6);
+        assert_eq!(h.admit(later), Admission::Probe);
+        h.release_probe();
+        assert_eq!(h.admit(later), Admission::Probe);
     }
 
     #[test]

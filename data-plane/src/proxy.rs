@@ -198,6 +198,9 @@ async fn serve(
         match claim_capacity(state, target, meter.prompt_estimate).await {
             Ok(ticket) => meter.target_limits = ticket.map(std::sync::Arc::new),
             Err(wait) => {
+                if admission == Admission::Probe {
+                    target.health.release_probe();
+                }
                 capped = Some(capped.map_or(wait, |c| c.min(wait)));
                 continue;
             }
