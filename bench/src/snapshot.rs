@@ -63,6 +63,7 @@ pub fn generate(keys: usize, version: u64, known: &KeyHash, mock_url: &str) -> S
         keys: key_entries,
         providers: vec![ProviderEntry {
             timeouts: Default::default(),
+            caps: Default::default(),
             id: 1,
             name: "bench-mock".into(),
             kind: ProviderKind::OpenaiCompatible,

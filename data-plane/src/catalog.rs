@@ -116,6 +116,8 @@ pub struct Target {
     pub upstream_model_json: Box<str>,
     pub weight: u32,
     pub health: Arc<TargetHealth>,
+    /// The provider credential's capacity caps (shared by every target on that provider), if it has any.
+    pub caps: Option<Arc<crate::limits::Policy>>,
     /// `x-switchyard-upstream: provider/upstream_model`, built once. Names come from operators; one that is not a
     /// valid header value is left out rather than sent.
     pub upstream_header: Option<HeaderValue>,
@@ -138,6 +140,11 @@ impl Catalog {
     pub fn compile(snapshot: &Snapshot, health: &Registry) -> Self {
         let upstreams: HashMap<i64, Arc<Upstream>> =
             snapshot.providers.iter().filter_map(|p| Upstream::from_entry(p).map(|u| (p.id, Arc::new(u)))).collect();
+        let caps: HashMap<i64, Arc<crate::limits::Policy>> = snapshot
+            .providers
+            .iter()
+            .filter_map(|p| crate::limits::Policy::of_caps(&p.caps).map(|c| (p.id, Arc::new(c))))
+            .collect();
         let keys = KeyTable::build(&snapshot.keys);
         let models = snapshot
             .models
@@ -159,6 +166,7 @@ impl Catalog {
                                 upstream_model_json: json.into(),
                                 weight: t.weight,
                                 health: health.target(t.provider_id, &t.upstream_model),
+                                caps: caps.get(&t.provider_id).cloned(),
                                 upstream_header,
                             },
                         ))

@@ -72,6 +72,8 @@ pub struct TargetHealth {
     policy: BreakerPolicy,
     epoch: Instant,
     state: Mutex<State>,
+    /// Cool-down after the provider answered 429 (see `limits::cooldown`).
+    pub cool: crate::limits::cooldown::CoolState,
 }
 
 impl TargetHealth {
@@ -80,6 +82,7 @@ impl TargetHealth {
             policy,
             epoch,
             state: Mutex::new(State { circuit: Circuit::Closed, ejections: 0, buckets: [(u64::MAX, 0, 0); BUCKETS] }),
+            cool: Default::default(),
         }
     }
 
@@ -101,6 +104,15 @@ impl TargetHealth {
                 Admission::Probe
             }
             Circuit::HalfOpen { .. } => Admission::Skip,
+        }
+    }
+
+    /// Gives back a probe slot that was claimed but not used (the attempt was skipped for capacity), so the next
+    /// request may probe instead of waiting out the probe timeout.
+    pub fn release_probe(&self) {
+        let mut s = self.lock();
+        if let Circuit::HalfOpen { probe_since: Some(_) } = s.circuit {
+            s.circuit = Circuit::HalfOpen { probe_since: None };
         }
     }
 
@@ -281,6 +293,19 @@ mod tests {
         assert!(!h.record(probe_at, Admission::Probe, true));
         assert_eq!(h.circuit(), Circuit::Closed);
         assert_eq!(h.admit(probe_at), Admission::Allow);
+    }
+
+    #[test]
+    fn an_unused_probe_slot_is_given_back() {
+        let t0 = Instant::now();
+        let h = TargetHealth::new(policy(), t0);
+        for _ in 0..4 {
+            h.record(t0, Admission::Allow, false);
+        }
+        let later = t0 + Duration::from_secs(6);
+        assert_eq!(h.admit(later), Admission::Probe);
+        h.release_probe();
+        assert_eq!(h.admit(later), Admission::Probe);
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct Meter {
     pub prompt_estimate: u64,
     /// The request's hold on its limits, settled with the record (shared by the clones a stream relay keeps).
     pub limits: Option<std::sync::Arc<crate::limits::Ticket>>,
+    /// The hold on the serving provider credential's capacity caps, settled likewise.
+    pub target_limits: Option<std::sync::Arc<crate::limits::Ticket>>,
 }
 
 /// How a request ended.
@@ -129,7 +131,7 @@ impl Meter {
             usage_source: source,
             cost_micros: self.price.cost(usage.prompt_tokens, usage.completion_tokens),
         };
-        if let Some(t) = &self.limits {
+        for t in [&self.limits, &self.target_limits].into_iter().flatten() {
             t.settle(&record);
         }
         record

@@ -3,7 +3,8 @@
 //! age, usage queue depth) are read at scrape time rather than maintained on the request path.
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use switchyard_shared::UsageRecord;
 
@@ -18,6 +19,9 @@ pub struct Metrics {
     pub attempts: IntCounterVec,
     pub ejections: IntCounterVec,
     pub retries_denied: IntCounterVec,
+    pub capped: IntCounterVec,
+    pub cooldowns: IntCounterVec,
+    pub advertised_limit: IntGaugeVec,
     pub inflight_streams: IntGauge,
     pub usage_report_failures: IntCounter,
     pub usage_dropped: IntCounter,
@@ -63,6 +67,25 @@ impl Metrics {
                 Opts::new("retries_denied_total", "Retries not made because the model's retry budget was spent"),
                 &["model"],
             )?,
+            capped: IntCounterVec::new(
+                Opts::new(
+                    "upstream_capacity_total",
+                    "Attempts on a provider with capacity caps or a cool-down: admitted under the cap, throttled by \
+                     the cap, or skipped while cooling down after a 429",
+                ),
+                &["provider", "result"],
+            )?,
+            cooldowns: IntCounterVec::new(
+                Opts::new("upstream_cooldowns_total", "Cool-downs started after the provider answered 429"),
+                &["provider", "upstream_model"],
+            )?,
+            advertised_limit: IntGaugeVec::new(
+                Opts::new(
+                    "upstream_advertised_limit",
+                    "The provider's own per-minute limit from its x-ratelimit-limit-* headers",
+                ),
+                &["provider", "kind"],
+            )?,
             inflight_streams: IntGauge::new("inflight_streams", "Streams being relayed now")?,
             usage_report_failures: IntCounter::new(
                 "usage_report_failures_total",
@@ -84,6 +107,9 @@ impl Metrics {
         m.registry.register(Box::new(m.attempts.clone()))?;
         m.registry.register(Box::new(m.ejections.clone()))?;
         m.registry.register(Box::new(m.retries_denied.clone()))?;
+        m.registry.register(Box::new(m.capped.clone()))?;
+        m.registry.register(Box::new(m.cooldowns.clone()))?;
+        m.registry.register(Box::new(m.advertised_limit.clone()))?;
         m.registry.register(Box::new(m.inflight_streams.clone()))?;
         m.registry.register(Box::new(m.usage_report_failures.clone()))?;
         m.registry.register(Box::new(m.usage_dropped.clone()))?;

@@ -79,6 +79,7 @@ async fn handle(
         upstream_model: None,
         prompt_estimate: 0,
         limits: None,
+        target_limits: None,
     };
     match serve(endpoint, &req, payload, &state, &catalog, key, &mut meter).await {
         Ok(mut res) => {
@@ -169,10 +170,12 @@ async fn serve(
     let mut panicked = false;
     // Set when a target's provider has no such endpoint (Anthropic has no embeddings); such targets are passed over.
     let mut unsupported = false;
+    // The soonest a target skipped for capacity (its cap, or a cool-down after a 429) has room again.
+    let mut capped: Option<std::time::Duration> = None;
     let mut last: Result<(reqwest::Response, &Target, Translation), ProxyError> = Err(ProxyError::UpstreamUnavailable);
     loop {
         let Some((target, admission)) = order.next() else {
-            if tried == 0 && !panicked && !unsupported {
+            if tried == 0 && !panicked && !unsupported && capped.is_none() {
                 tracing::warn!(model = %route.name, "every target is ejected; trying them anyway");
                 order = Box::new(panic_mode.clone());
                 panicked = true;
@@ -192,6 +195,16 @@ async fn serve(
                 continue;
             }
         };
+        match claim_capacity(state, target, meter.prompt_estimate).await {
+            Ok(ticket) => meter.target_limits = ticket.map(std::sync::Arc::new),
+            Err(wait) => {
+                if admission == Admission::Probe {
+                    target.health.release_probe();
+                }
+                capped = Some(capped.map_or(wait, |c| c.min(wait)));
+                continue;
+            }
+        }
         let attempt = tried;
         tried += 1;
         if attempt > 0 && !route.retry_budget.withdraw() {
@@ -206,6 +219,9 @@ async fn serve(
         let result = send(state, endpoint, target, upstream_body).await;
         let outcome = attempt_outcome(&result);
         let metrics = state.usage.metrics();
+        if let Ok(res) = &result {
+            learn_upstream_limits(state, target, res).await;
+        }
         metrics.attempts.with_label_values(&[&*target.upstream.name, outcome]).inc();
         if target.health.record(Instant::now(), admission, matches!(outcome, "ok" | "http_4xx")) {
             metrics.ejections.with_label_values(&[&*target.upstream.name, &*target.upstream_model]).inc();
@@ -225,9 +241,64 @@ async fn serve(
             }
         }
     }
+    // Every target was at capacity: the client is told when the soonest has room, and no upstream call is made.
+    if let (0, Some(retry_after)) = (tried, capped) {
+        meter.target_limits = None;
+        return Err(ProxyError::Limited(Box::new(limits::Denied::Capacity {
+            model: route.name.to_string(),
+            retry_after,
+        })));
+    }
     // No attempt succeeded: the client gets the last upstream answer as it was, or the gateway's error.
     let (res, target, translation) = last?;
     respond(res, target, translation, &parsed, state, meter).await
+}
+
+/// Takes the attempt's share of the target's capacity: refused (with the time until it has room) while the target
+/// cools down after a 429 or its provider credential is at a cap.
+async fn claim_capacity(
+    state: &AppState,
+    target: &Target,
+    prompt_estimate: u64,
+) -> Result<Option<limits::Ticket>, std::time::Duration> {
+    let provider = &*target.upstream.name;
+    if let Some(left) = state.limiter.cooling(target.upstream.id, &target.upstream_model, &target.health.cool).await {
+        state.usage.metrics().capped.with_label_values(&[provider, "cooling"]).inc();
+        return Err(left);
+    }
+    let Some(policy) = &target.caps else { return Ok(None) };
+    match state.limiter.admit_target(target.upstream.id, policy, prompt_estimate).await {
+        Ok(ticket) => {
+            state.usage.metrics().capped.with_label_values(&[provider, "admitted"]).inc();
+            Ok(Some(ticket))
+        }
+        Err(denied) => {
+            state.usage.metrics().capped.with_label_values(&[provider, "throttled"]).inc();
+            Err(denied.retry_after())
+        }
+    }
+}
+
+/// Reads the provider's rate-limit headers: its advertised limits into a gauge, and on a 429 a cool-down of the
+/// target for as long as the provider asked.
+async fn learn_upstream_limits(state: &AppState, target: &Target, res: &reqwest::Response) {
+    let headers = res.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let metrics = state.usage.metrics();
+    for (kind, limit) in limits::cooldown::advertised_limits(header) {
+        if let Some(n) = limit {
+            metrics
+                .advertised_limit
+                .with_label_values(&[&*target.upstream.name, kind])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    if res.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        let length = limits::cooldown::cooldown_of(header, std::time::SystemTime::now());
+        metrics.cooldowns.with_label_values(&[&*target.upstream.name, &*target.upstream_model]).inc();
+        tracing::warn!(provider = %target.upstream.name, upstream_model = %target.upstream_model, cooldown_ms = length.as_millis() as u64, "upstream rate limit: cooling the target down");
+        state.limiter.cool_down(target.upstream.id, &target.upstream_model, &target.health.cool, length).await;
+    }
 }
 
 /// Sends one attempt and waits for the response headers, within the first-byte timeout.

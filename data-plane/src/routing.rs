@@ -50,6 +50,7 @@ mod tests {
                 base_url: "http://x/v1".into(),
                 credential: None,
                 timeouts: Default::default(),
+                caps: Default::default(),
             }],
             models: vec![ModelEntry {
                 name: "m".into(),

@@ -14,6 +14,7 @@ mod m20261128_000001_provider_timeouts;
 mod m20261129_000001_usage_rollups;
 mod m20261129_000002_price_versions;
 mod m20261201_000001_console_more;
+mod m20261203_000001_target_caps;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_usage_rollups::Migration),
             Box::new(m20261129_000002_price_versions::Migration),
             Box::new(m20261201_000001_console_more::Migration),
+            Box::new(m20261203_000001_target_caps::Migration),
         ]
     }
 }

@@ -40,6 +40,25 @@ pub(crate) fn mock_status(status: u16) -> Response<ResponseBody> {
     render(status, "mock failure", "server_error", Some(&code))
 }
 
+/// Over the mock's own rate limit: 429 with `Retry-After` (whole seconds, at least 1) and OpenAI's headers.
+pub(crate) fn rate_limited(limit: crate::RateLimit, left: std::time::Duration) -> Response<ResponseBody> {
+    let message = format!("Rate limit reached: {} requests per {} ms", limit.requests, limit.window.as_millis());
+    let mut res = render(StatusCode::TOO_MANY_REQUESTS, &message, "requests", Some("rate_limit_exceeded"));
+    let secs = (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1);
+    let headers = res.headers_mut();
+    for (name, value) in [
+        ("retry-after", secs.to_string()),
+        ("x-ratelimit-limit-requests", limit.requests.to_string()),
+        ("x-ratelimit-remaining-requests", "0".to_owned()),
+        ("x-ratelimit-reset-requests", format!("{}ms", left.as_millis())),
+    ] {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    res
+}
+
 /// A response body that failed to serialise, which the mock's own types never do.
 pub(crate) fn internal() -> Response<ResponseBody> {
     render(StatusCode::INTERNAL_SERVER_ERROR, "mock could not encode its response", "server_error", None)

@@ -7,8 +7,8 @@ use hyper::HeaderMap;
 use hyper::header::AUTHORIZATION;
 use tokio::task::JoinHandle;
 
-use crate::Failure;
 use crate::state::State;
+use crate::{Failure, RateLimit};
 
 /// A running mock provider. Dropping it leaves the server running until the runtime ends; call
 /// [`MockHandle::shutdown`] to stop it earlier.
@@ -76,6 +76,16 @@ impl MockHandle {
     /// Streams whose client went away before the stream finished.
     pub fn cancelled_streams(&self) -> u64 {
         self.state.cancelled_streams()
+    }
+
+    /// Enforces a rate limit of the mock's own (`None` lifts it); see [`RateLimit`].
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        self.state.set_rate_limit(limit);
+    }
+
+    /// Requests answered 429 by the mock's own rate limit.
+    pub fn rate_limited(&self) -> u64 {
+        self.state.rate_limited()
     }
 
     /// Makes every subsequent request fail this way; `None` restores normal answers.

@@ -51,6 +51,15 @@ impl Default for MockConfig {
     }
 }
 
+/// The mock's own rate limit, like a provider credential's: `requests` per fixed window of `window` (starting
+/// with the first request after it is set). Past it the mock answers 429 with `Retry-After` (whole seconds to the
+/// window's end) and OpenAI's `x-ratelimit-limit-requests`/`x-ratelimit-reset-requests` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u64,
+    pub window: Duration,
+}
+
 /// A fault injected into every subsequent request until cleared with `set_failure(None)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {

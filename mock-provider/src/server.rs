@@ -173,6 +173,9 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         ctx.pause(None).await;
         return Ok(error::invalid_api_key());
     }
+    if let Err((limit, left)) = state.take_rate() {
+        return Ok(error::rate_limited(limit, left));
+    }
     let response = match route {
         Route::Chat => chat::handle(&ctx, &body).await,
         Route::Completions => completions::handle(&ctx, &body).await,

@@ -2,12 +2,13 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::{HeaderMap, Method, Uri};
 use tokio::sync::Notify;
 
-use crate::{Failure, MockConfig};
+use crate::{Failure, MockConfig, RateLimit};
 
 pub(crate) struct State {
     pub(crate) config: MockConfig,
@@ -17,9 +18,15 @@ pub(crate) struct State {
     /// Encoded [`Failure`] so the per-request check is one atomic load instead of a lock.
     failure: AtomicU32,
     last: Mutex<Option<Recorded>>,
+    /// The mock's own rate limit and its current window (start, requests admitted in it).
+    limit: Mutex<Option<(RateLimit, Option<Window>)>>,
+    rate_limited: AtomicU64,
     /// Woken on connection and stream-cancellation changes so tests can wait instead of sleeping.
     changed: Notify,
 }
+
+/// A rate-limit window: when it started and the requests admitted in it.
+type Window = (Instant, u64);
 
 /// The raw request kept as received; decoding is deferred to `last_request()` to keep it off the hot path.
 #[derive(Clone)]
@@ -44,6 +51,8 @@ impl State {
             cancelled_streams: AtomicU64::new(0),
             failure: AtomicU32::new(FAILURE_NONE),
             last: Mutex::new(None),
+            limit: Mutex::new(None),
+            rate_limited: AtomicU64::new(0),
             changed: Notify::new(),
         }
     }
@@ -95,6 +104,35 @@ impl State {
 
     pub(crate) fn changed(&self) -> &Notify {
         &self.changed
+    }
+
+    pub(crate) fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        *self.limit.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = limit.map(|l| (l, None));
+    }
+
+    /// Counts the request against the rate limit; `Err(time left in the window)` when it is over it.
+    pub(crate) fn take_rate(&self) -> Result<(), (RateLimit, std::time::Duration)> {
+        let mut guard = self.limit.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some((limit, window)) = guard.as_mut() else { return Ok(()) };
+        let now = Instant::now();
+        let (start, used) = match window {
+            Some((start, used)) if now.duration_since(*start) < limit.window => (*start, used),
+            _ => {
+                *window = Some((now, 0));
+                let Some((start, used)) = window.as_mut() else { return Ok(()) };
+                (*start, used)
+            }
+        };
+        if *used >= limit.requests {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Err((*limit, limit.window.saturating_sub(now.duration_since(start))));
+        }
+        *used += 1;
+        Ok(())
+    }
+
+    pub(crate) fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_failure(&self, failure: Option<Failure>) {

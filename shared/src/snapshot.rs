@@ -133,6 +133,29 @@ pub struct ProviderEntry {
     pub credential: Option<String>,
     #[serde(default)]
     pub timeouts: UpstreamTimeouts,
+    /// The credential's own capacity, which the nodes keep traffic under; absent: uncapped.
+    #[serde(default)]
+    pub caps: TargetCaps,
+}
+
+/// Per-provider (credential) capacity caps; `None` leaves that dimension uncapped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetCaps {
+    /// Requests per minute.
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Tokens (prompt + completion) per minute.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once.
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+}
+
+impl TargetCaps {
+    pub fn is_empty(&self) -> bool {
+        self.rpm.is_none() && self.tpm.is_none() && self.max_concurrency.is_none()
+    }
 }
 
 /// Per-provider overrides of a node's upstream time limits, in milliseconds; `None` keeps the node's default.
@@ -158,6 +181,7 @@ impl fmt::Debug for ProviderEntry {
             .field("base_url", &self.base_url)
             .field("credential", &self.credential.as_ref().map(|_| "<redacted>"))
             .field("timeouts", &self.timeouts)
+            .field("caps", &self.caps)
             .finish()
     }
 }
@@ -306,6 +330,7 @@ mod tests {
                 base_url: "https://api.openai.com/v1".into(),
                 credential: Some("sk-upstream".into()),
                 timeouts: UpstreamTimeouts { first_byte_ms: Some(30_000), idle_ms: None, total_ms: None },
+                caps: TargetCaps { rpm: Some(500), tpm: None, max_concurrency: Some(8) },
             }],
             models: vec![ModelEntry {
                 name: "gpt-4o".into(),

@@ -236,6 +236,7 @@ pub async fn create(store: &Store, actor: &Actor, input: FromPreset) -> Result<P
         base_url,
         api_key,
         timeouts: Default::default(),
+        caps: Default::default(),
     };
     providers::create(store, actor, provider).await
 }

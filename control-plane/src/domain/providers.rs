@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait as _, EntityTrait as _, IntoActiveModel as _, QueryOrder as _, Set};
 use serde::{Deserialize, Serialize};
-use switchyard_shared::snapshot::{ProviderKind, UpstreamTimeouts};
+use switchyard_shared::snapshot::{ProviderKind, TargetCaps, UpstreamTimeouts};
 
 use super::audit::{Actor, AuditEntry};
 use super::change::Change;
@@ -23,6 +23,8 @@ pub struct Provider {
     pub has_credential: bool,
     /// Overrides of the nodes' upstream time limits; absent fields use each node's defaults.
     pub timeouts: UpstreamTimeouts,
+    /// The credential's capacity caps (requests/tokens per minute, requests in flight); absent: uncapped.
+    pub caps: TargetCaps,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -38,6 +40,8 @@ pub struct ProviderInput {
     pub api_key: Option<String>,
     #[serde(default)]
     pub timeouts: UpstreamTimeouts,
+    #[serde(default)]
+    pub caps: TargetCaps,
 }
 
 impl std::fmt::Debug for ProviderInput {
@@ -48,6 +52,7 @@ impl std::fmt::Debug for ProviderInput {
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("timeouts", &self.timeouts)
+            .field("caps", &self.caps)
             .finish()
     }
 }
@@ -76,6 +81,7 @@ impl From<providers::Model> for Provider {
             kind: parse_kind(&m.kind).unwrap_or(ProviderKind::Unsupported),
             has_credential: m.credential_ciphertext.is_some(),
             timeouts: timeouts_of(&m),
+            caps: caps_of(&m),
             id: m.id,
             name: m.name,
             base_url: m.base_url,
@@ -95,6 +101,18 @@ pub(crate) fn timeouts_of(m: &providers::Model) -> UpstreamTimeouts {
     }
 }
 
+/// The provider's capacity caps as the snapshot carries them.
+pub(crate) fn caps_of(m: &providers::Model) -> TargetCaps {
+    TargetCaps {
+        rpm: m.cap_rpm.and_then(|v| u64::try_from(v).ok()),
+        tpm: m.cap_tpm.and_then(|v| u64::try_from(v).ok()),
+        max_concurrency: m.cap_max_concurrency.and_then(|v| u32::try_from(v).ok()),
+    }
+}
+
+/// Largest cap accepted in any dimension.
+const MAX_CAP: u64 = 1_000_000_000;
+
 /// Longest override accepted: one day.
 const MAX_TIMEOUT_MS: u64 = 86_400_000;
 
@@ -103,6 +121,8 @@ struct Valid {
     kind: ProviderKind,
     base_url: String,
     timeouts: [Option<i64>; 3],
+    /// rpm, tpm, max_concurrency.
+    caps: [Option<i64>; 3],
 }
 
 fn validate(input: &ProviderInput) -> Result<Valid, DomainError> {
@@ -145,7 +165,21 @@ fn validate(input: &ProviderInput) -> Result<Valid, DomainError> {
             *slot = i64::try_from(v).ok();
         }
     }
-    Ok(Valid { name: name.to_owned(), kind, base_url: base_url.to_owned(), timeouts })
+    let c = input.caps;
+    let mut caps = [None; 3];
+    for (slot, (param, value)) in caps.iter_mut().zip([
+        ("caps.rpm", c.rpm),
+        ("caps.tpm", c.tpm),
+        ("caps.max_concurrency", c.max_concurrency.map(u64::from)),
+    ]) {
+        if let Some(v) = value {
+            if v == 0 || v > MAX_CAP {
+                return Err(DomainError::invalid(param, format!("{param} must be 1-{MAX_CAP}")));
+            }
+            *slot = i64::try_from(v).ok();
+        }
+    }
+    Ok(Valid { name: name.to_owned(), kind, base_url: base_url.to_owned(), timeouts, caps })
 }
 
 fn conflict(name: &str) -> impl FnOnce() -> String + '_ {
@@ -168,6 +202,9 @@ pub async fn create(store: &Store, actor: &Actor, input: ProviderInput) -> Resul
         first_byte_timeout_ms: Set(valid.timeouts[0]),
         idle_timeout_ms: Set(valid.timeouts[1]),
         total_timeout_ms: Set(valid.timeouts[2]),
+        cap_rpm: Set(valid.caps[0]),
+        cap_tpm: Set(valid.caps[1]),
+        cap_max_concurrency: Set(valid.caps[2]),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
@@ -185,6 +222,7 @@ pub async fn create(store: &Store, actor: &Actor, input: ProviderInput) -> Resul
             "base_url": row.base_url,
             "has_credential": row.credential_ciphertext.is_some(),
             "timeouts_ms": [row.first_byte_timeout_ms, row.idle_timeout_ms, row.total_timeout_ms],
+            "caps": [row.cap_rpm, row.cap_tpm, row.cap_max_concurrency],
         }),
     );
     change.commit(store, actor, entry).await?;
@@ -208,6 +246,9 @@ pub async fn update(store: &Store, actor: &Actor, id: i64, input: ProviderInput)
     active.first_byte_timeout_ms = Set(valid.timeouts[0]);
     active.idle_timeout_ms = Set(valid.timeouts[1]);
     active.total_timeout_ms = Set(valid.timeouts[2]);
+    active.cap_rpm = Set(valid.caps[0]);
+    active.cap_tpm = Set(valid.caps[1]);
+    active.cap_max_concurrency = Set(valid.caps[2]);
     let credential_changed = ciphertext.is_some();
     if let Some(c) = ciphertext {
         active.credential_ciphertext = Set(c);
@@ -225,6 +266,7 @@ pub async fn update(store: &Store, actor: &Actor, id: i64, input: ProviderInput)
             "credential_changed": credential_changed,
             "has_credential": row.credential_ciphertext.is_some(),
             "timeouts_ms": [row.first_byte_timeout_ms, row.idle_timeout_ms, row.total_timeout_ms],
+            "caps": [row.cap_rpm, row.cap_tpm, row.cap_max_concurrency],
         }),
     );
     change.commit(store, actor, entry).await?;
@@ -247,6 +289,7 @@ mod tests {
             base_url: base_url.into(),
             api_key: Some("sk-secret".into()),
             timeouts: Default::default(),
+            caps: Default::default(),
         }
     }
 

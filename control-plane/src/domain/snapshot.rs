@@ -153,6 +153,7 @@ pub async fn build(db: &DatabaseConnection, cipher: &Cipher, now: DateTime<Utc>)
                 kind: parse_kind(&p.kind).unwrap_or(ProviderKind::Unsupported),
                 id: p.id,
                 timeouts: super::providers::timeouts_of(&p),
+                caps: super::providers::caps_of(&p),
                 name: p.name,
                 base_url: p.base_url,
             })

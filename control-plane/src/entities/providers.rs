@@ -17,6 +17,10 @@ pub struct Model {
     pub first_byte_timeout_ms: Option<i64>,
     pub idle_timeout_ms: Option<i64>,
     pub total_timeout_ms: Option<i64>,
+    /// Capacity caps of the credential (NULL: uncapped).
+    pub cap_rpm: Option<i64>,
+    pub cap_tpm: Option<i64>,
+    pub cap_max_concurrency: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

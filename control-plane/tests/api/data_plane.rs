@@ -55,7 +55,8 @@ async fn a_failing_first_tier_falls_back_to_the_second_on_500_429_and_timeouts()
     .await;
     node.wait_for_config(&t.app).await;
 
-    for failure in [Failure::Status(500), Failure::Status(429), Failure::Hang] {
+    // The 429 comes last: it also cools the primary down (1 s without a Retry-After), see `upstream_limits.rs`.
+    for failure in [Failure::Status(500), Failure::Hang, Failure::Status(429)] {
         t.primary.set_failure(Some(failure));
         let before = t.primary.requests();
         let res = node.chat(&t.key, &chat_body("m", false)).await;

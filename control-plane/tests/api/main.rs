@@ -36,4 +36,5 @@ mod sdk;
 mod security;
 mod snapshot;
 mod teams;
+mod upstream_limits;
 mod usage;

@@ -167,12 +167,13 @@ async fn anthropic_errors_reach_openai_clients_in_openai_shape(backend: Backend)
         (e.error.kind.as_str(), e.error.code.as_deref()),
         ("invalid_request_error", Some("invalid_request_error"))
     );
-    s.claude.set_failure(Some(Failure::Status(429)));
-    let e = expect_error(s.node.chat(&s.key, &chat_body("claude", false)).await, StatusCode::TOO_MANY_REQUESTS).await;
-    assert_eq!(e.error.code.as_deref(), Some("rate_limit_error"));
     s.claude.set_failure(Some(Failure::Status(529)));
     let e = expect_error(s.node.chat(&s.key, &chat_body("claude", false)).await, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(e.error.code.as_deref(), Some("overloaded_error"));
+    // Last: a 429 also cools the target down (1 s without a Retry-After), see `upstream_limits.rs`.
+    s.claude.set_failure(Some(Failure::Status(429)));
+    let e = expect_error(s.node.chat(&s.key, &chat_body("claude", false)).await, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(e.error.code.as_deref(), Some("rate_limit_error"));
     s.claude.set_failure(None);
     // Anthropic has no embeddings: refused before anything is sent.
     let before = s.claude.requests();

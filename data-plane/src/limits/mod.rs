@@ -11,6 +11,7 @@
 
 pub mod budget;
 pub mod concurrency;
+pub mod cooldown;
 pub mod gcra;
 pub mod redis;
 
@@ -189,15 +190,44 @@ pub struct Ask<'a> {
     pub price: Price,
 }
 
+/// Whose limits a state holds: a team's or key's, or an upstream provider credential's capacity caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Team,
+    Key,
+    Provider,
+}
+
+impl Subject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Team => "team",
+            Self::Key => "key",
+            Self::Provider => "provider",
+        }
+    }
+}
+
+impl From<LimitScope> for Subject {
+    fn from(s: LimitScope) -> Self {
+        match s {
+            LimitScope::Team => Self::Team,
+            LimitScope::Key => Self::Key,
+        }
+    }
+}
+
 /// Why a request was refused; becomes a 429.
 #[derive(Debug, Clone)]
 pub enum Denied {
     /// A rate or concurrency limit (`rate_limit_exceeded`).
-    Rate { scope: LimitScope, what: &'static str, limit: u64, retry_after: Duration, headers: RateHeaders },
+    Rate { scope: Subject, what: &'static str, limit: u64, retry_after: Duration, headers: RateHeaders },
     /// A budget (`insufficient_quota`): nothing more until `resets_at`.
-    Budget { scope: LimitScope, resets_at: DateTime<Utc>, retry_after: Duration },
+    Budget { scope: Subject, resets_at: DateTime<Utc>, retry_after: Duration },
     /// Fail-closed and Redis unreachable.
     Unavailable,
+    /// Every upstream target of the model is at its capacity cap or cooling down after a 429.
+    Capacity { model: String, retry_after: Duration },
 }
 
 impl Denied {
@@ -207,7 +237,9 @@ impl Denied {
 
     pub fn retry_after(&self) -> Duration {
         match self {
-            Self::Rate { retry_after, .. } | Self::Budget { retry_after, .. } => *retry_after,
+            Self::Rate { retry_after, .. } | Self::Budget { retry_after, .. } | Self::Capacity { retry_after, .. } => {
+                *retry_after
+            }
             Self::Unavailable => Duration::from_secs(1),
         }
     }
@@ -234,6 +266,10 @@ impl Denied {
                 resets_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
             Self::Unavailable => "Rate limits cannot be checked right now; try again shortly.".to_owned(),
+            Self::Capacity { model, retry_after } => format!(
+                "Every upstream of model `{model}` is at its rate limit. Try again in {}.",
+                format_duration(*retry_after)
+            ),
         }
     }
 
@@ -373,7 +409,7 @@ struct RateState {
 }
 
 struct ScopeState {
-    scope: LimitScope,
+    scope: Subject,
     id: i64,
     rpm: Mutex<RateState>,
     tpm: Mutex<RateState>,
@@ -385,7 +421,7 @@ struct Inner {
     node_id: Arc<str>,
     settings: LimitSettings,
     fleet: Option<Fleet>,
-    scopes: RwLock<HashMap<(LimitScope, i64), Arc<ScopeState>>>,
+    scopes: RwLock<HashMap<(Subject, i64), Arc<ScopeState>>>,
     clock: Box<dyn Clock>,
     fallbacks: AtomicU64,
     denied_rate: AtomicU64,
@@ -468,7 +504,7 @@ impl Limiter {
         let scopes: Vec<(Arc<ScopeState>, &Policy)> =
             [(LimitScope::Key, ask.key_id, key), (LimitScope::Team, ask.team_id, team)]
                 .into_iter()
-                .filter_map(|(s, id, p)| p.map(|p| (self.inner.state(s, id), &**p)))
+                .filter_map(|(s, id, p)| p.map(|p| (self.inner.state(s.into(), id), &**p)))
                 .collect();
         let ticket = Ticket {
             headers: RateHeaders::default(),
@@ -487,6 +523,35 @@ impl Limiter {
 }
 
 /// `max_tokens` or `max_completion_tokens` of a request body, if it names one.
+impl Limiter {
+    /// Takes one request's share of an upstream provider credential's caps (`policy`, compiled from the snapshot's
+    /// `TargetCaps`): a request, its prompt estimate in tokens, a slot in flight. Refused when the credential is at
+    /// its cap, with the time until it has room again; routing then tries the next target.
+    pub async fn admit_target(&self, provider_id: i64, policy: &Policy, prompt_tokens: u64) -> Result<Ticket, Denied> {
+        let state = self.inner.state(Subject::Provider, provider_id);
+        let ticket = Ticket {
+            headers: RateHeaders::default(),
+            held: Mutex::new(Held::default()),
+            limiter: Arc::downgrade(&self.inner),
+        };
+        let ask = Ask { team_id: 0, key_id: 0, prompt_tokens, body: &[], price: Price::default() };
+        let scopes = [(state, policy)];
+        self.inner.take_all(&Policies::default(), &ask, &scopes, ticket).await
+    }
+}
+
+impl Policy {
+    /// An upstream credential's caps as a policy (no budget); `None` when it has none.
+    pub fn of_caps(caps: &switchyard_shared::snapshot::TargetCaps) -> Option<Self> {
+        (!caps.is_empty()).then(|| Self {
+            rpm: caps.rpm.filter(|&n| n > 0).map(Rate::per_minute),
+            tpm: caps.tpm.filter(|&n| n > 0).map(Rate::per_minute),
+            max_concurrent: caps.max_concurrency.filter(|&n| n > 0),
+            budget: None,
+        })
+    }
+}
+
 fn completion_cap(body: &[u8]) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct Caps {
@@ -503,7 +568,7 @@ enum Which {
 }
 
 impl Inner {
-    fn state(&self, scope: LimitScope, id: i64) -> Arc<ScopeState> {
+    fn state(&self, scope: Subject, id: i64) -> Arc<ScopeState> {
         if let Some(s) = self.scopes.read().unwrap_or_else(|e| e.into_inner()).get(&(scope, id)) {
             return s.clone();
         }
@@ -958,6 +1023,28 @@ mod tests {
         clock.advance(60);
         assert!(l.admit(&p, &ask(body)).await.is_ok());
         assert_eq!(l.stats().denied_budget, 3);
+    }
+
+    #[tokio::test]
+    async fn a_provider_cap_refuses_past_its_rate_and_concurrency_with_the_time_until_room() {
+        let (l, clock) = limiter();
+        let caps = switchyard_shared::snapshot::TargetCaps { rpm: Some(2), tpm: None, max_concurrency: Some(1) };
+        let policy = Policy::of_caps(&caps).unwrap();
+        let first = l.admit_target(7, &policy, 10).await.unwrap();
+        // One in flight: the second waits for a slot.
+        let busy = l.admit_target(7, &policy, 10).await.err().unwrap();
+        assert!(matches!(busy, Denied::Rate { scope: Subject::Provider, what: "concurrent", .. }), "{busy:?}");
+        drop(first);
+        let second = l.admit_target(7, &policy, 10).await.unwrap();
+        drop(second);
+        // Two a minute: the third is refused until one unit is back (30 s).
+        let d = l.admit_target(7, &policy, 10).await.err().unwrap();
+        assert_eq!(d.retry_after(), Duration::from_secs(30));
+        // Another provider has its own caps.
+        assert!(l.admit_target(8, &policy, 10).await.is_ok());
+        clock.advance(30);
+        assert!(l.admit_target(7, &policy, 10).await.is_ok());
+        assert!(Policy::of_caps(&Default::default()).is_none());
     }
 
     #[tokio::test]

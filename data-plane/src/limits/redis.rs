@@ -9,6 +9,9 @@
 //!   so a node that dies frees its slots when they expire. A node leases slots as requests need them, reuses
 //!   them while they are busy, and hands idle ones back every tick.
 //!
+//! - Cool-downs: a key per upstream target with a TTL, set after the provider answered 429; every node reads it
+//!   at most once per target per [`super::cooldown::RECHECK`].
+//!
 //! Every call has a timeout. After a failure Redis is left alone for [`BACKOFF`], so an outage costs a request
 //! nothing: the limiter falls back at once (fail-open to per-node limits, or fail-closed, by configuration).
 
@@ -98,6 +101,8 @@ pub struct Fleet {
     acquire: Script,
     release: Script,
     heartbeat: Script,
+    cool_set: Script,
+    cool_get: Script,
 }
 
 // Time comes from Redis (`TIME`), in milliseconds with a fraction, so every node agrees on it.
@@ -165,6 +170,17 @@ end
 return 1
 ";
 
+/// KEYS[1] = cool-down; ARGV = length (ms). Lengthens the cool-down, never shortens it.
+const COOL_SET_LUA: &str = r"
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+return 1
+";
+
+/// KEYS[1] = cool-down. Milliseconds left, or a negative number when none.
+const COOL_GET_LUA: &str = r"
+return redis.call('PTTL', KEYS[1])
+";
+
 fn script(body: &str) -> Script {
     Script::new(&format!("{NOW_MS}{body}"))
 }
@@ -191,6 +207,8 @@ impl Fleet {
             acquire: script(ACQUIRE_LUA),
             release: script(RELEASE_LUA),
             heartbeat: script(HEARTBEAT_LUA),
+            cool_set: Script::new(COOL_SET_LUA),
+            cool_get: Script::new(COOL_GET_LUA),
         })
     }
 
@@ -309,6 +327,23 @@ impl Fleet {
         let mut inv = self.heartbeat.prepare_invoke();
         inv.key(key).key(format!("{key}:exp")).arg(&self.instance).arg(ttl_ms());
         self.run::<i64>(inv).await.map(|_| ())
+    }
+}
+
+impl Fleet {
+    /// Starts (or lengthens) the fleet-wide cool-down at `key`.
+    pub async fn set_cooldown(&self, key: &str, length: Duration) -> Result<(), FleetError> {
+        let mut inv = self.cool_set.prepare_invoke();
+        inv.key(key).arg(u64::try_from(length.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.run::<i64>(inv).await.map(|_| ())
+    }
+
+    /// What is left of the fleet-wide cool-down at `key`, if one runs.
+    pub async fn cooldown_left(&self, key: &str) -> Result<Option<Duration>, FleetError> {
+        let mut inv = self.cool_get.prepare_invoke();
+        inv.key(key);
+        let ms: i64 = self.run(inv).await?;
+        Ok(u64::try_from(ms).ok().filter(|&ms| ms > 0).map(Duration::from_millis))
     }
 }
 

@@ -54,6 +54,7 @@ mod tests {
             base_url: base_url.into(),
             credential: Some("k".into()),
             timeouts: Default::default(),
+            caps: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use switchyard_shared::snapshot::UpstreamTimeouts;
+use switchyard_shared::snapshot::{TargetCaps, UpstreamTimeouts};
 
 use super::error::PageError;
 use super::format;
@@ -57,8 +57,8 @@ pub struct ProviderForm {
 }
 
 impl ProviderForm {
-    /// The domain input; `timeouts` are the provider's current overrides (the form does not edit them).
-    fn input(&self, editing: bool, timeouts: UpstreamTimeouts) -> ProviderInput {
+    /// The domain input; `timeouts` and `caps` are the provider's current settings (the form does not edit them).
+    fn input(&self, editing: bool, timeouts: UpstreamTimeouts, caps: TargetCaps) -> ProviderInput {
         let api_key = if self.remove_credential.is_some() {
             Some(String::new())
         } else if self.api_key.is_empty() {
@@ -67,7 +67,7 @@ impl ProviderForm {
         } else {
             Some(self.api_key.clone())
         };
-        ProviderInput { name: self.name.clone(), kind: None, base_url: self.base_url.clone(), api_key, timeouts }
+        ProviderInput { name: self.name.clone(), kind: None, base_url: self.base_url.clone(), api_key, timeouts, caps }
     }
 
     /// What the page may show again: everything but the credential.
@@ -114,7 +114,13 @@ pub async fn list(
 pub async fn create(state: web::Data<AppState>, posted: Posted<ProviderForm>) -> Result<HttpResponse, PageError> {
     let Posted { viewer, form } = posted;
     viewer.require(viewer.is_operator())?;
-    match providers::create(&state.store, &viewer.actor(), form.input(false, UpstreamTimeouts::default())).await {
+    match providers::create(
+        &state.store,
+        &viewer.actor(),
+        form.input(false, UpstreamTimeouts::default(), TargetCaps::default()),
+    )
+    .await
+    {
         Ok(_) => Ok(view::see_other("/console/providers")),
         Err(e) => {
             let errors = FormErrors::from_domain(e, |p| p)?;
@@ -150,7 +156,14 @@ pub async fn update(
     let Posted { viewer, form } = posted;
     viewer.require(viewer.is_operator())?;
     let existing = find(&state, *id).await?;
-    match providers::update(&state.store, &viewer.actor(), existing.id, form.input(true, existing.timeouts)).await {
+    match providers::update(
+        &state.store,
+        &viewer.actor(),
+        existing.id,
+        form.input(true, existing.timeouts, existing.caps),
+    )
+    .await
+    {
         Ok(_) => Ok(view::see_other("/console/providers")),
         Err(e) => {
             let page = ProviderEditView {

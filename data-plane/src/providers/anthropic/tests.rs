@@ -295,6 +295,7 @@ fn the_upstream_authenticates_with_x_api_key_and_declares_the_version() {
         base_url: "https://api.anthropic.com/v1".into(),
         credential: Some("sk-ant-secret".into()),
         timeouts: Default::default(),
+        caps: Default::default(),
     };
     let u = upstream(&entry).unwrap();
     assert_eq!(u.url(Endpoint::ChatCompletions).unwrap().as_str(), "https://api.anthropic.com/v1/messages");
