@@ -197,10 +197,23 @@ impl Serialize for KeyHash {
     }
 }
 
+/// Decodes the hex in place: deserialising through `String` or `Cow<str>` (which serde always makes owned) cost
+/// an allocation per key in a snapshot.
 impl<'de> Deserialize<'de> for KeyHash {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::from_hex(&s).map_err(serde::de::Error::custom)
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = KeyHash;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a SHA-256 in hex")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<KeyHash, E> {
+                KeyHash::from_hex(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Hex)
     }
 }
 
