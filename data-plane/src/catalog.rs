@@ -3,7 +3,7 @@
 //! A catalog is built once per snapshot version, off the request path, and swapped in whole.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -84,12 +84,12 @@ impl KeyTable {
 /// Fills a [`KeyTable`] one key at a time, sharing equal lists of allowed models between keys.
 struct KeyTableBuilder {
     entries: Vec<(KeyHash, KeyCtx)>,
-    lists: HashMap<Box<[Box<str>]>, Arc<[Box<str>]>>,
+    lists: HashSet<Arc<[Box<str>]>>,
 }
 
 impl KeyTableBuilder {
     fn with_capacity(n: usize) -> Self {
-        Self { entries: Vec::with_capacity(n), lists: HashMap::new() }
+        Self { entries: Vec::with_capacity(n), lists: HashSet::new() }
     }
 
     fn push<S: AsRef<str>>(
@@ -107,11 +107,11 @@ impl KeyTableBuilder {
 
     fn list<S: AsRef<str>>(&mut self, models: &[S]) -> Arc<[Box<str>]> {
         let owned: Box<[Box<str>]> = models.iter().map(|s| s.as_ref().into()).collect();
-        if let Some(shared) = self.lists.get(&owned) {
+        if let Some(shared) = self.lists.get(&*owned) {
             return shared.clone();
         }
-        let shared: Arc<[Box<str>]> = owned.iter().cloned().collect();
-        self.lists.insert(owned, shared.clone());
+        let shared: Arc<[Box<str>]> = owned.into();
+        self.lists.insert(shared.clone());
         shared
     }
 
