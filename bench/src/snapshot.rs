@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use chrono::Utc;
 use rand::RngCore as _;
-use switchyard_data_plane::catalog::Catalog;
+use switchyard_data_plane::catalog::{Catalog, DecodedKeys};
 use switchyard_data_plane::health::{BreakerPolicy, Registry};
 use switchyard_data_plane::snapshot::SnapshotStore;
 use switchyard_shared::protocol;
@@ -95,6 +95,12 @@ pub struct InProcess {
     pub decode_ms: f64,
     pub validate_ms: f64,
     pub compile_ms: f64,
+    /// decode + validate + compile, time this thread was on a CPU (unaffected by other load on the box).
+    pub apply_cpu_ms: f64,
+    /// The same through `Vec<KeyEntry>` (`from_slice::<Snapshot>` + `validate` + `Catalog::compile`), the path
+    /// nodes used before keys were decoded straight into the key table; measured alternately with it.
+    pub via_entries_ms: f64,
+    pub via_entries_cpu_ms: f64,
     pub digest_ms: f64,
     /// Dropping a catalog of this size (what the swap does to the previous one).
     pub drop_ms: f64,
@@ -133,6 +139,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Time the calling thread has been on a CPU (`/proc/thread-self/schedstat`, nanoseconds); zero if unreadable.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -148,21 +162,30 @@ pub async fn in_process(keys: usize, catalog_rss: Option<f64>) -> anyhow::Result
     let health = health();
     let reps = if keys <= 200_000 { 5 } else { 1 };
     let (mut decode, mut validate, mut compile, mut digest, mut dropping) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut apply_cpu, mut entries, mut entries_cpu) = (vec![], vec![], vec![]);
     for _ in 0..reps {
+        let (t, cpu) = (Instant::now(), thread_cpu());
+        let old: Snapshot = serde_json::from_slice(&body)?;
+        old.validate()?;
+        let c = Catalog::compile(&old, &health);
+        entries_cpu.push(ms(thread_cpu().saturating_sub(cpu)));
+        entries.push(ms(t.elapsed()));
+        drop((old, c));
+        let cpu = thread_cpu();
         let t = Instant::now();
         let d = protocol::body_digest(&body);
         digest.push(ms(t.elapsed()));
         std::hint::black_box(d);
         let t = Instant::now();
-        let s: Snapshot = serde_json::from_slice(&body)?;
+        let s: Snapshot<DecodedKeys> = serde_json::from_slice(&body)?;
         decode.push(ms(t.elapsed()));
         let t = Instant::now();
         s.validate()?;
         validate.push(ms(t.elapsed()));
         let t = Instant::now();
-        let c = Catalog::compile(&s, &health);
+        let c = Catalog::from_decoded(s, &health);
         compile.push(ms(t.elapsed()));
-        drop(s);
+        apply_cpu.push(ms(thread_cpu().saturating_sub(cpu)));
         let t = Instant::now();
         drop(c);
         dropping.push(ms(t.elapsed()));
@@ -181,6 +204,9 @@ pub async fn in_process(keys: usize, catalog_rss: Option<f64>) -> anyhow::Result
         decode_ms: median(decode),
         validate_ms: median(validate),
         compile_ms: median(compile),
+        apply_cpu_ms: median(apply_cpu),
+        via_entries_ms: median(entries),
+        via_entries_cpu_ms: median(entries_cpu),
         digest_ms: median(digest),
         drop_ms: median(dropping),
         store_apply_first_ms: first,
@@ -337,8 +363,15 @@ pub async fn run(cfg: &SnapshotConfig) -> anyhow::Result<String> {
         let per_key = catalog_rss_in_child(keys).ok();
         let r = in_process(keys, per_key).await?;
         eprintln!(
-            "snapshot {keys} keys: decode {:.1} ms, validate {:.1} ms, compile {:.1} ms, apply {:.1} ms",
-            r.decode_ms, r.validate_ms, r.compile_ms, r.store_apply_again_ms
+            "snapshot {keys} keys: decode {:.1} ms, validate {:.1} ms, compile {:.1} ms (on-CPU {:.1} ms; via \
+             KeyEntry {:.1} ms, on-CPU {:.1} ms), store apply {:.1} ms",
+            r.decode_ms,
+            r.validate_ms,
+            r.compile_ms,
+            r.apply_cpu_ms,
+            r.via_entries_ms,
+            r.via_entries_cpu_ms,
+            r.store_apply_again_ms
         );
         inproc.push(r);
     }
@@ -363,27 +396,36 @@ pub async fn run(cfg: &SnapshotConfig) -> anyhow::Result<String> {
 fn render(inproc: &[InProcess], nodes: &[ThroughNode]) -> String {
     let mut out = String::from("### Snapshot apply (in process)\n\n");
     out.push_str(
-        "decode = `serde_json::from_slice::<Snapshot>`, validate = `Snapshot::validate`, compile = `Catalog::compile` \
+        "decode = `serde_json::from_slice::<Snapshot<DecodedKeys>>` (keys straight into the catalog's key table), \
+         validate = `Snapshot::validate`, compile = `Catalog::from_decoded` (the rest of the catalog) \
          (medians of 5 at ≤ 200k keys, single runs above); apply = decode + validate + compile (the swap itself is \
-         one pointer store). `SnapshotStore::apply` adds the SHA-256 check and writing the file with fsync, and \
+         one pointer store); on-CPU = the same as time the thread ran (`/proc/thread-self/schedstat`), which other \
+         load on the box does not inflate. Via `KeyEntry` = `from_slice::<Snapshot>` + `validate` + \
+         `Catalog::compile`, the path before keys were decoded into the key table, run alternately with it. \
+         `SnapshotStore::apply` adds the SHA-256 check and writing the file with fsync, and \
          over a full store also frees the previous catalog. Catalog bytes/key = RSS growth across `Catalog::compile` \
          in a fresh process.\n\n",
     );
     out.push_str(
-        "| keys | JSON size | decode | validate | compile | apply (decode+validate+compile) | SHA-256 | drop old \
-         catalog | `SnapshotStore::apply` (empty store) | `SnapshotStore::apply` (full store) | catalog bytes/key |\n",
+        "| keys | JSON size | decode | validate | compile | apply (decode+validate+compile) | apply on-CPU | via \
+         `KeyEntry` (on-CPU) | SHA-256 | drop old catalog | `SnapshotStore::apply` (empty store) | \
+         `SnapshotStore::apply` (full store) | catalog bytes/key |\n",
     );
-    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in inproc {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | **{:.1} ms** | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
+            "| {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | **{:.1} ms** | {:.1} ms | {:.1} ms ({:.1} ms) | {:.1} ms | \
+             {:.1} ms | {:.1} ms | {:.1} ms | {} |",
             r.keys,
             mib(r.body_bytes as u64),
             r.decode_ms,
             r.validate_ms,
             r.compile_ms,
             r.decode_ms + r.validate_ms + r.compile_ms,
+            r.apply_cpu_ms,
+            r.via_entries_ms,
+            r.via_entries_cpu_ms,
             r.digest_ms,
             r.drop_ms,
             r.store_apply_first_ms,
@@ -447,7 +489,10 @@ fn render(inproc: &[InProcess], nodes: &[ThroughNode]) -> String {
                 &format!("≤ {limit:.0} ms"),
                 apply,
                 limit,
-                format!("{apply:.1} ms (`SnapshotStore::apply`: {:.1} ms)", r.store_apply_again_ms),
+                format!(
+                    "{apply:.1} ms, on-CPU {:.1} ms (`SnapshotStore::apply`: {:.1} ms)",
+                    r.apply_cpu_ms, r.store_apply_again_ms
+                ),
             ));
         }
         if let Some(b) = r.catalog_bytes_per_key {

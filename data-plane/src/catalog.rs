@@ -2,13 +2,17 @@
 //! context and from public model name to its route, with upstreams resolved and header values pre-built.
 //! A catalog is built once per snapshot version, off the request path, and swapped in whole.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderValue;
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
-use switchyard_shared::snapshot::{KeyEntry, Snapshot};
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use switchyard_shared::snapshot::{KeyEntry, Snapshot, SnapshotError, SnapshotKeys};
 use switchyard_shared::{KeyHash, Price};
 
 use crate::health::{Registry, RetryBudget, TargetHealth};
@@ -63,27 +67,177 @@ impl KeyTable {
     }
 
     fn build(keys: &[KeyEntry]) -> Self {
-        let mut entries = Vec::with_capacity(keys.len());
-        let mut index = HashTable::with_capacity(keys.len());
-        let mut lists: HashMap<&[String], Arc<[Box<str>]>> = HashMap::new();
-        for (i, k) in keys.iter().enumerate() {
-            // More than u32::MAX keys cannot be indexed; a snapshot that size does not fit in memory anyway.
-            let Ok(i) = u32::try_from(i) else { break };
-            let allowed_models = k
-                .allowed_models
-                .as_deref()
-                .map(|m| lists.entry(m).or_insert_with(|| m.iter().map(|s| s.as_str().into()).collect()).clone());
-            let expires_at_us = k.expires_at.map_or(i64::MAX, |t| t.timestamp_micros());
-            entries.push((k.hash, KeyCtx { id: k.id, team_id: k.team_id, allowed_models, expires_at_us }));
-            // `Snapshot::validate` refused duplicate hashes, so every insert is unique.
-            index.insert_unique(k.hash.prefix(), i, |&j| entries[j as usize].0.prefix());
+        let mut b = KeyTableBuilder::with_capacity(keys.len());
+        for k in keys {
+            b.push(k.id, k.hash, k.team_id, k.allowed_models.as_deref(), k.expires_at);
         }
-        Self { entries, index }
+        // `Snapshot::validate` refused duplicate hashes before this is called.
+        b.finish().table
     }
 
     fn get(&self, hash: &KeyHash) -> Option<&KeyCtx> {
         let i = self.index.find(hash.prefix(), |&i| self.entries.get(i as usize).is_some_and(|(h, _)| h == hash))?;
         self.entries.get(*i as usize).map(|(_, ctx)| ctx)
+    }
+}
+
+/// Fills a [`KeyTable`] one key at a time, sharing equal lists of allowed models between keys.
+struct KeyTableBuilder {
+    entries: Vec<(KeyHash, KeyCtx)>,
+    lists: HashSet<Arc<[Box<str>]>>,
+}
+
+impl KeyTableBuilder {
+    fn with_capacity(n: usize) -> Self {
+        Self { entries: Vec::with_capacity(n), lists: HashSet::new() }
+    }
+
+    fn push<S: AsRef<str>>(
+        &mut self,
+        id: i64,
+        hash: KeyHash,
+        team_id: i64,
+        allowed: Option<&[S]>,
+        expires_at: Option<DateTime<Utc>>,
+    ) {
+        let allowed_models = allowed.map(|m| self.list(m));
+        let expires_at_us = expires_at.map_or(i64::MAX, |t| t.timestamp_micros());
+        self.entries.push((hash, KeyCtx { id, team_id, allowed_models, expires_at_us }));
+    }
+
+    fn list<S: AsRef<str>>(&mut self, models: &[S]) -> Arc<[Box<str>]> {
+        let owned: Box<[Box<str>]> = models.iter().map(|s| s.as_ref().into()).collect();
+        if let Some(shared) = self.lists.get(&*owned) {
+            return shared.clone();
+        }
+        let shared: Arc<[Box<str>]> = owned.into();
+        self.lists.insert(shared.clone());
+        shared
+    }
+
+    /// Indexes the entries. A hash listed twice keeps its first entry and is reported in `duplicate`.
+    fn finish(self) -> DecodedKeys {
+        let mut entries = self.entries;
+        entries.shrink_to_fit();
+        let mut index = HashTable::with_capacity(entries.len());
+        let mut duplicate = None;
+        for (i, (hash, ctx)) in entries.iter().enumerate() {
+            // More than u32::MAX keys cannot be indexed; a snapshot that size does not fit in memory anyway.
+            let Ok(i) = u32::try_from(i) else { break };
+            let slot = index.entry(
+                hash.prefix(),
+                |&j: &u32| entries.get(j as usize).is_some_and(|(h, _)| h == hash),
+                |&j: &u32| entries.get(j as usize).map_or(0, |(h, _)| h.prefix()),
+            );
+            match slot {
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+                hashbrown::hash_table::Entry::Occupied(_) => {
+                    duplicate.get_or_insert(ctx.id);
+                }
+            }
+        }
+        DecodedKeys { table: KeyTable { entries, index }, duplicate }
+    }
+}
+
+/// The keys of a snapshot decoded straight into the catalog's key table: no `KeyEntry` per key, no key names
+/// (the request path never uses them), strings borrowed from the body where JSON allows. Checked by
+/// `Snapshot::validate` like a list of entries, then moved into the catalog by [`Catalog::from_decoded`].
+pub struct DecodedKeys {
+    table: KeyTable,
+    /// The id of the first key whose hash an earlier key already has.
+    duplicate: Option<i64>,
+}
+
+impl Default for DecodedKeys {
+    fn default() -> Self {
+        Self { table: KeyTable::new(), duplicate: None }
+    }
+}
+
+impl SnapshotKeys for DecodedKeys {
+    fn check(&self, known_team: impl Fn(i64) -> bool) -> Result<(), SnapshotError> {
+        if let Some(id) = self.duplicate {
+            return Err(SnapshotError::Duplicate("key hash", id.to_string()));
+        }
+        match self.table.entries.iter().find(|(_, k)| !known_team(k.team_id)) {
+            Some((_, k)) => Err(SnapshotError::UnknownTeam(k.id, k.team_id)),
+            None => Ok(()),
+        }
+    }
+
+    fn ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.table.entries.iter().map(|(_, k)| k.id)
+    }
+}
+
+/// One element of `keys` as the wire has it ([`KeyEntry`]'s fields), borrowing from the body.
+#[derive(Deserialize)]
+struct KeyRow<'a> {
+    id: i64,
+    hash: KeyHash,
+    team_id: i64,
+    /// Required as in `KeyEntry`, then skipped without being copied.
+    #[allow(dead_code)]
+    name: IgnoredAny,
+    #[serde(default, borrow)]
+    allowed_models: Option<Vec<Str<'a>>>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// A JSON string borrowed from the body unless it had escapes (`Cow<str>` inside a `Vec` is always owned).
+struct Str<'a>(Cow<'a, str>);
+
+impl AsRef<str> for Str<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Str<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Borrowed(s)))
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for DecodedKeys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> Visitor<'de> for Keys {
+            type Value = DecodedKeys;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of keys")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DecodedKeys, A::Error> {
+                let mut b = KeyTableBuilder::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(k) = seq.next_element::<KeyRow<'de>>()? {
+                    b.push(k.id, k.hash, k.team_id, k.allowed_models.as_deref(), k.expires_at);
+                }
+                Ok(b.finish())
+            }
+        }
+        d.deserialize_seq(Keys)
     }
 }
 
@@ -138,6 +292,17 @@ impl Catalog {
     /// Compiles a validated snapshot. Targets on providers this node cannot speak to are left out, so such a
     /// model answers `no_route` instead of failing mid-request.
     pub fn compile(snapshot: &Snapshot, health: &Registry) -> Self {
+        Self::assemble(snapshot, KeyTable::build(&snapshot.keys), health)
+    }
+
+    /// Compiles a validated snapshot whose keys were decoded straight into the key table.
+    pub fn from_decoded(snapshot: Snapshot<DecodedKeys>, health: &Registry) -> Self {
+        let mut snapshot = snapshot;
+        let keys = std::mem::take(&mut snapshot.keys).table;
+        Self::assemble(&snapshot, keys, health)
+    }
+
+    fn assemble<K>(snapshot: &Snapshot<K>, keys: KeyTable, health: &Registry) -> Self {
         let upstreams: HashMap<i64, Arc<Upstream>> =
             snapshot.providers.iter().filter_map(|p| Upstream::from_entry(p).map(|u| (p.id, Arc::new(u)))).collect();
         let caps: HashMap<i64, Arc<crate::limits::Policy>> = snapshot
@@ -145,7 +310,6 @@ impl Catalog {
             .iter()
             .filter_map(|p| crate::limits::Policy::of_caps(&p.caps).map(|c| (p.id, Arc::new(c))))
             .collect();
-        let keys = KeyTable::build(&snapshot.keys);
         let models = snapshot
             .models
             .iter()
@@ -208,6 +372,14 @@ impl Catalog {
             .filter(move |n| key.allows(n) && self.models.get(*n).is_some_and(|r| r.admits(key)))
     }
 
+    pub fn key_count(&self) -> usize {
+        self.keys.entries.len()
+    }
+
+    pub fn model_count(&self) -> usize {
+        self.models.len()
+    }
+
     pub fn key(&self, hash: &KeyHash) -> Option<&KeyCtx> {
         self.keys.get(hash)
     }
@@ -262,5 +434,86 @@ mod tests {
         // Keys with the same list share one copy of it.
         let (a, b) = (limited.allowed_models.as_ref().unwrap(), expiring.allowed_models.as_ref().unwrap());
         assert!(Arc::ptr_eq(a, b));
+    }
+
+    fn decode(json: &[u8]) -> Result<Snapshot<DecodedKeys>, serde_json::Error> {
+        serde_json::from_slice(json)
+    }
+
+    #[test]
+    fn keys_decoded_straight_into_the_table_serve_like_compiled_ones() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut s = Snapshot::empty(now);
+        s.version = 4;
+        s.teams = vec![TeamEntry { id: 1, name: "t".into() }];
+        s.keys = (0..100).map(|i| key(i, None, None)).collect();
+        // An escaped model name cannot be borrowed from the body; it must still come out right.
+        s.keys.push(key(100, Some(&["a\"b", "ü"]), Some(now)));
+        s.keys.push(key(101, Some(&["a\"b", "ü"]), None));
+        let json = serde_json::to_vec(&s).unwrap();
+        let d = decode(&json).unwrap();
+        d.validate().unwrap();
+        assert_eq!(d.keys.ids().count(), 102);
+        let c = Catalog::from_decoded(d, &Registry::default());
+        assert_eq!((c.version, c.key_count()), (4, 102));
+        for i in [0, 57, 99] {
+            let k = c.key(&KeyHash::of(&format!("key-{i}"))).unwrap();
+            assert_eq!((k.id, k.team_id), (i, 1));
+            assert!(k.allows("anything") && !k.expired_at(now));
+        }
+        let (a, b) = (c.key(&KeyHash::of("key-100")).unwrap(), c.key(&KeyHash::of("key-101")).unwrap());
+        assert!(a.allows("a\"b") && a.allows("ü") && !a.allows("c") && a.expired_at(now) && !b.expired_at(now));
+        assert!(Arc::ptr_eq(a.allowed_models.as_ref().unwrap(), b.allowed_models.as_ref().unwrap()));
+        assert!(c.key(&KeyHash::of("key-5000")).is_none());
+    }
+
+    #[test]
+    fn decoded_keys_are_validated_like_entries() {
+        let mut s = Snapshot::empty(Utc::now());
+        s.teams = vec![TeamEntry { id: 1, name: "t".into() }];
+        s.keys = vec![key(1, None, None), key(2, None, None)];
+        s.keys[1].hash = s.keys[0].hash;
+        let dup = decode(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(dup.validate(), Err(SnapshotError::Duplicate("key hash", "2".into())));
+        assert_eq!(s.validate(), dup.validate());
+
+        s.keys[1] = key(2, None, None);
+        s.keys[1].team_id = 9;
+        let orphan = decode(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(orphan.validate(), Err(SnapshotError::UnknownTeam(2, 9)));
+        assert_eq!(s.validate(), orphan.validate());
+
+        // Key-scoped limits are checked against the decoded ids.
+        s.keys[1].team_id = 1;
+        s.limits = vec![switchyard_shared::snapshot::LimitEntry {
+            scope: switchyard_shared::snapshot::LimitScope::Key,
+            id: 3,
+            limits: Default::default(),
+            spend: None,
+        }];
+        let limited = decode(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(limited.validate(), Err(SnapshotError::UnknownLimitScope("key", 3)));
+        s.limits[0].id = 2;
+        decode(&serde_json::to_vec(&s).unwrap()).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn decoded_keys_keep_the_wire_schema() {
+        let head =
+            r#"{"schema":1,"version":1,"created_at":"2026-01-01T00:00:00Z","teams":[{"id":1,"name":"t"}],"keys":"#;
+        let hash = KeyHash::of("k").to_hex();
+        let ok = format!(r#"{head}[{{"id":1,"hash":"{hash}","team_id":1,"name":"n","future":[1]}}]}}"#);
+        decode(ok.as_bytes()).unwrap().validate().unwrap();
+        // Every field `KeyEntry` requires is required here too, the name included although it is not kept.
+        for field in ["id", "hash", "team_id", "name"] {
+            let mut row = serde_json::json!({"id": 1, "hash": hash, "team_id": 1, "name": "n"});
+            row.as_object_mut().unwrap().remove(field);
+            let json = format!("{head}[{row}]}}");
+            assert!(decode(json.as_bytes()).is_err(), "accepted a key without {field}");
+        }
+        let bad_hash = format!(r#"{head}[{{"id":1,"hash":"zz","team_id":1,"name":"n"}}]}}"#);
+        assert!(decode(bad_hash.as_bytes()).is_err());
+        let absent = r#"{"schema":1,"version":1,"created_at":"2026-01-01T00:00:00Z"}"#;
+        assert_eq!(Catalog::from_decoded(decode(absent.as_bytes()).unwrap(), &Registry::default()).key_count(), 0);
     }
 }

@@ -176,8 +176,24 @@ impl KeyHash {
     }
 
     pub fn from_hex(s: &str) -> Result<Self, SecretFormatError> {
+        Self::from_hex_bytes(s.as_bytes())
+    }
+
+    /// 64 hex digits, either case. Decoded with a table: this runs once per key of every snapshot a node applies.
+    pub fn from_hex_bytes(s: &[u8]) -> Result<Self, SecretFormatError> {
+        let Ok(pairs) = <&[u8; 64]>::try_from(s) else {
+            return Err(SecretFormatError::Hash);
+        };
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| SecretFormatError::Hash)?;
+        let mut bad = 0u8;
+        for (o, pair) in out.iter_mut().zip(pairs.chunks_exact(2)) {
+            let (hi, lo) = (HEX_VALUE[usize::from(pair[0])], HEX_VALUE[usize::from(pair[1])]);
+            bad |= hi | lo;
+            *o = (hi << 4) | (lo & 0x0f);
+        }
+        if bad & 0x80 != 0 {
+            return Err(SecretFormatError::Hash);
+        }
         Ok(Self(out))
     }
 }
@@ -197,10 +213,46 @@ impl Serialize for KeyHash {
     }
 }
 
+/// The value of each hex digit; 0xff for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Decodes the hex in place: deserialising through `String` or `Cow<str>` (which serde always makes owned) cost
+/// an allocation per key in a snapshot.
 impl<'de> Deserialize<'de> for KeyHash {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::from_hex(&s).map_err(serde::de::Error::custom)
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = KeyHash;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a SHA-256 in hex")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<KeyHash, E> {
+                KeyHash::from_hex(s).map_err(E::custom)
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, s: &[u8]) -> Result<KeyHash, E> {
+                KeyHash::from_hex_bytes(s).map_err(E::custom)
+            }
+        }
+        // As bytes: serde_json then hands over the string's raw contents without checking them for UTF-8
+        // (hex digits are ASCII; anything else is refused here). Self-describing formats give a str as usual.
+        d.deserialize_bytes(Hex)
     }
 }
 
@@ -244,5 +296,21 @@ mod tests {
         let json = serde_json::to_string(&h).unwrap();
         assert_eq!(json, "\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"");
         assert_eq!(serde_json::from_str::<KeyHash>(&json).unwrap(), h);
+        assert_eq!(serde_json::from_slice::<KeyHash>(json.as_bytes()).unwrap(), h);
+        assert_eq!(serde_json::from_value::<KeyHash>(serde_json::json!(h.to_hex())).unwrap(), h);
+        // Upper case and escaped digits decode too; anything but 64 hex digits is refused.
+        assert_eq!(KeyHash::from_hex(&h.to_hex().to_uppercase()).unwrap(), h);
+        let escaped = format!("\"\\u0062{}\"", &h.to_hex()[1..]);
+        assert_eq!(serde_json::from_str::<KeyHash>(&escaped).unwrap(), h);
+        let hex = h.to_hex();
+        for bad in [&hex[1..], &format!("{hex}0"), &format!("g{}", &hex[1..]), &format!("é{}", &hex[2..]), ""] {
+            assert!(KeyHash::from_hex(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<KeyHash>(&format!("{bad:?}")).is_err(), "{bad}");
+        }
+        for byte in 0..=255u8 {
+            let mut s = hex.clone().into_bytes();
+            s[7] = byte;
+            assert_eq!(KeyHash::from_hex_bytes(&s).is_ok(), byte.is_ascii_hexdigit(), "{byte}");
+        }
     }
 }

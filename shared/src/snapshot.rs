@@ -19,15 +19,17 @@ use crate::secret::{KeyHash, KeyHashSet};
 /// The snapshot schema this build writes and reads.
 pub const SNAPSHOT_SCHEMA: u32 = 1;
 
+/// `K` is how the keys are held: a list of [`KeyEntry`] (what the control plane builds and writes), or a table a
+/// node decodes them straight into (see [`SnapshotKeys`]), so a node never materialises a million `KeyEntry`s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
+pub struct Snapshot<K = Vec<KeyEntry>> {
     pub schema: u32,
     pub version: u64,
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub teams: Vec<TeamEntry>,
     #[serde(default)]
-    pub keys: Vec<KeyEntry>,
+    pub keys: K,
     #[serde(default)]
     pub providers: Vec<ProviderEntry>,
     #[serde(default)]
@@ -229,6 +231,35 @@ pub enum SnapshotError {
     UnknownLimitScope(&'static str, i64),
 }
 
+/// What [`Snapshot::validate`] needs from the keys, however they were decoded.
+pub trait SnapshotKeys {
+    /// Refuses a key hash listed twice (naming the id of the second key with it) and a key whose team is not
+    /// `known_team`.
+    fn check(&self, known_team: impl Fn(i64) -> bool) -> Result<(), SnapshotError>;
+
+    /// Every key id, for checking key-scoped limits.
+    fn ids(&self) -> impl Iterator<Item = i64> + '_;
+}
+
+impl SnapshotKeys for Vec<KeyEntry> {
+    fn check(&self, known_team: impl Fn(i64) -> bool) -> Result<(), SnapshotError> {
+        let mut hashes = KeyHashSet::with_capacity_and_hasher(self.len(), Default::default());
+        for k in self {
+            if !hashes.insert(k.hash) {
+                return Err(SnapshotError::Duplicate("key hash", k.id.to_string()));
+            }
+            if !known_team(k.team_id) {
+                return Err(SnapshotError::UnknownTeam(k.id, k.team_id));
+            }
+        }
+        Ok(())
+    }
+
+    fn ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.iter().map(|k| k.id)
+    }
+}
+
 impl Snapshot {
     /// An empty snapshot, version 0: what a node holds before it has received anything.
     pub fn empty(now: DateTime<Utc>) -> Self {
@@ -244,7 +275,9 @@ impl Snapshot {
             usage_watermarks: Vec::new(),
         }
     }
+}
 
+impl<K: SnapshotKeys> Snapshot<K> {
     /// Checks the references inside the snapshot, so that a node never swaps in one it cannot serve from.
     /// Ids are hashed with Fx and key hashes by their own prefix: at 1M keys SipHash was most of the time here.
     pub fn validate(&self) -> Result<(), SnapshotError> {
@@ -257,16 +290,7 @@ impl Snapshot {
                 return Err(SnapshotError::Duplicate("team", t.id.to_string()));
             }
         }
-        let mut hashes = KeyHashSet::with_capacity_and_hasher(self.keys.len(), Default::default());
-        for k in &self.keys {
-            if !hashes.insert(k.hash) {
-                return Err(SnapshotError::Duplicate("key hash", k.id.to_string()));
-            }
-            if !teams.contains(&k.team_id) {
-                return Err(SnapshotError::UnknownTeam(k.id, k.team_id));
-            }
-        }
-        drop(hashes);
+        self.keys.check(|team| teams.contains(&team))?;
         let providers: FxHashSet<i64> = self.providers.iter().map(|p| p.id).collect();
         let mut models = HashSet::with_capacity(self.models.len());
         for m in &self.models {
@@ -284,7 +308,7 @@ impl Snapshot {
         }
         // Key ids are only needed to check key-scoped limits; most keys have none.
         let key_ids: FxHashSet<i64> = if self.limits.iter().any(|l| l.scope == LimitScope::Key) {
-            self.keys.iter().map(|k| k.id).collect()
+            self.keys.ids().collect()
         } else {
             FxHashSet::default()
         };

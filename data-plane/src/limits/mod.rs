@@ -119,7 +119,7 @@ pub struct Policies {
 }
 
 impl Policies {
-    pub fn compile(snapshot: &Snapshot) -> Self {
+    pub fn compile<K>(snapshot: &Snapshot<K>) -> Self {
         let entries = snapshot
             .limits
             .iter()
