@@ -37,3 +37,4 @@ mod security;
 mod snapshot;
 mod teams;
 mod usage;
+mod usage_rollup_reads;
