@@ -30,6 +30,15 @@ pub struct Totals {
     pub cost_micros: i64,
 }
 
+impl Totals {
+    fn add(&mut self, o: Totals) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.tokens += o.tokens;
+        self.cost_micros += o.cost_micros;
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Day {
     pub day: NaiveDate,
@@ -126,4 +135,40 @@ pub async fn by_model(
     );
     let rows = conn.query_all_raw(Statement::from_sql_and_values(backend, text, sql.values)).await?;
     rows.iter().map(|row| Ok(ModelUsage { model: row.try_get("", "model")?, totals: totals(row)? })).collect()
+}
+
+/// [`daily`] and [`by_model`] together from one pass over the rollups (grouped by day and model, folded here):
+/// what the overview and team pages show.
+pub async fn summary(
+    conn: &impl ConnectionTrait,
+    scope: &Scope,
+    first: NaiveDate,
+    days: u32,
+) -> Result<(Vec<Day>, Vec<ModelUsage>), DomainError> {
+    let backend = conn.get_database_backend();
+    let mut sql = Sql { backend, values: Vec::new() };
+    let mut out: Vec<Day> =
+        (0..days).map(|i| Day { day: first + Duration::days(i64::from(i)), totals: Totals::default() }).collect();
+    let Some(filter) = sql.filter(scope, first, first + Duration::days(i64::from(days))) else {
+        return Ok((out, Vec::new()));
+    };
+    let text = format!("SELECT day, model, {SUMS} FROM usage_rollups WHERE {filter} GROUP BY day, model");
+    let rows = conn.query_all_raw(Statement::from_sql_and_values(backend, text, sql.values)).await?;
+    let mut models: std::collections::BTreeMap<String, Totals> = std::collections::BTreeMap::new();
+    for row in rows {
+        let day: NaiveDate = row.try_get("", "day")?;
+        let model: String = row.try_get("", "model")?;
+        let t = totals(&row)?;
+        models.entry(model).or_default().add(t);
+        let Ok(i) = usize::try_from((day - first).num_days()) else { continue };
+        if let Some(slot) = out.get_mut(i) {
+            slot.totals.add(t);
+        }
+    }
+    let mut by_model: Vec<ModelUsage> =
+        models.into_iter().map(|(model, totals)| ModelUsage { model, totals }).collect();
+    // Stable: models with the same spend stay in name order.
+    by_model.sort_by_key(|m| std::cmp::Reverse(m.totals.cost_micros));
+    by_model.truncate(50);
+    Ok((out, by_model))
 }

@@ -157,6 +157,9 @@ async fn check_dashboard(app: &TestApp, records: &[UsageRecord], zone: Zone) {
             assert_eq!(got, raw_daily(records, zone, &teams, first, days), "daily {scope:?} {first} {days}");
             let got = dashboard::by_model(&app.db_pool, &scope, first, days).await.unwrap();
             assert_eq!(got, raw_by_model(records, zone, &teams, first, days), "by model {scope:?} {first} {days}");
+            let (by_day, by_model) = dashboard::summary(&app.db_pool, &scope, first, days).await.unwrap();
+            assert_eq!(by_day, raw_daily(records, zone, &teams, first, days), "summary {scope:?} {first} {days}");
+            assert_eq!(by_model, raw_by_model(records, zone, &teams, first, days), "summary {scope:?} {first}");
         }
     }
 }

@@ -69,14 +69,14 @@ pub async fn show(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResp
     let scope = Scope::from_usage_scope(viewer.usage_scope());
     let now = Utc::now();
     let first = store.reporting_zone.date_of(now) - Duration::days(i64::from(DAYS) - 1);
-    let days = dashboard::daily(&store.db, &scope, first, DAYS).await?;
+    let (days, models) = dashboard::summary(&store.db, &scope, first, DAYS).await?;
     let sum = days.iter().fold(Totals::default(), |a, d| Totals {
         requests: a.requests + d.totals.requests,
         errors: a.errors + d.totals.errors,
         tokens: a.tokens + d.totals.tokens,
         cost_micros: a.cost_micros + d.totals.cost_micros,
     });
-    let top_models = model_rows(dashboard::by_model(&store.db, &scope, first, DAYS).await?);
+    let top_models = model_rows(models);
     let scope_label = match &scope {
         Scope::All => match teams::list(store).await?.len() {
             1 => "the one team".to_owned(),

@@ -127,8 +127,8 @@ async fn page(
     let now = Utc::now();
     let first = store.reporting_zone.date_of(now) - Duration::days(i64::from(DAYS) - 1);
     let scope = Scope::Teams(vec![team.id]);
-    let days = dashboard::daily(&store.db, &scope, first, DAYS).await?;
-    let models = overview::model_rows(dashboard::by_model(&store.db, &scope, first, DAYS).await?);
+    let (days, models) = dashboard::summary(&store.db, &scope, first, DAYS).await?;
+    let models = overview::model_rows(models);
     let view = limits::get(store, LimitScope::Team, team.id).await?;
     let mut limit_rows = Vec::new();
     if let Some(v) = view.limits.rpm {
