@@ -111,6 +111,9 @@ pub async fn run(cfg: &ConsoleConfig) -> anyhow::Result<String> {
     let mut browser = Browser::open(cfg.cp).await?;
     browser.login(&cfg.email, &cfg.password).await?;
     let t = cfg.team_id;
+    // The last 7 days (the control plane reports in UTC here): explorer totals from the rollups of whole days.
+    let today = chrono::Utc::now().date_naive();
+    let week = format!("from={}&to={today}", today - chrono::Duration::days(6));
     let pages: Vec<(&str, String)> = vec![
         ("overview", "/console".into()),
         ("teams list", "/console/teams".into()),
@@ -118,6 +121,8 @@ pub async fn run(cfg: &ConsoleConfig) -> anyhow::Result<String> {
         ("team detail", format!("/console/teams/{t}")),
         ("usage explorer (all)", "/console/usage".into()),
         ("usage explorer (team)", format!("/console/usage?team_id={t}")),
+        ("usage explorer (all, 7 days)", format!("/console/usage?{week}")),
+        ("usage explorer (team, model, 7 days)", format!("/console/usage?team_id={t}&model=gpt-4o&{week}")),
         ("models", "/console/models".into()),
         ("model editor", format!("/console/models/{}", cfg.model_id)),
         ("providers", "/console/providers".into()),

@@ -81,7 +81,7 @@ impl Zone {
 
     /// The instant of a local midnight. A midnight that a daylight-saving jump skips becomes the first local time
     /// that exists after it; a midnight that occurs twice is its first occurrence.
-    fn midnight(&self, day: NaiveDate) -> DateTime<Utc> {
+    pub fn midnight(&self, day: NaiveDate) -> DateTime<Utc> {
         let mut local = day.and_hms_opt(0, 0, 0).unwrap_or_default();
         // DST gaps are at most a few hours; step in 15 minutes until the local time exists.
         for _ in 0..(4 * 24) {

@@ -1,11 +1,12 @@
-//! Aggregates the console charts and tables read: requests, tokens, spend and errors per UTC day, and usage by
-//! model, over a set of teams. Grouping happens in the database (one query per chart, on the `started_at`
-//! indexes); a rollup table can take over behind these same functions when the record count demands it.
+//! Aggregates the console charts and tables read: requests, tokens, spend and errors per reporting day, and usage
+//! by model, over a set of teams. They read the usage rollups (one row per team, key, model, price version and
+//! day in `SWITCHYARD_REPORTING_TIMEZONE`, maintained by ingest), never the raw records, so a page costs the same
+//! at a million records as at ten: the work follows keys × models × days.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
-use sea_orm::{ConnectionTrait as _, DatabaseBackend, Statement, Value};
+use chrono::{Duration, NaiveDate};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
 
-use super::{DomainError, Store};
+use super::DomainError;
 
 /// Which teams an aggregate covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +25,18 @@ impl Scope {
 pub struct Totals {
     pub requests: i64,
     pub errors: i64,
+    /// Prompt plus completion tokens.
     pub tokens: i64,
     pub cost_micros: i64,
+}
+
+impl Totals {
+    fn add(&mut self, o: Totals) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.tokens += o.tokens;
+        self.cost_micros += o.cost_micros;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,9 +66,9 @@ impl Sql {
         }
     }
 
-    /// `WHERE` clause for the scope and period; `None` when the scope is an empty set of teams.
-    fn filter(&mut self, scope: &Scope, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<String> {
-        let mut clause = format!("started_at >= {} AND started_at < {}", self.bind(from), self.bind(to));
+    /// `WHERE` clause for the scope and the days `[first, end)`; `None` when the scope is an empty set of teams.
+    fn filter(&mut self, scope: &Scope, first: NaiveDate, end: NaiveDate) -> Option<String> {
+        let mut clause = format!("day >= {} AND day < {}", self.bind(first), self.bind(end));
         if let Scope::Teams(ids) = scope {
             if ids.is_empty() {
                 return None;
@@ -69,8 +80,8 @@ impl Sql {
     }
 }
 
-const SUMS: &str = "COUNT(*) AS requests, \
-    CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
+const SUMS: &str = "CAST(COALESCE(SUM(requests), 0) AS BIGINT) AS requests, \
+    CAST(COALESCE(SUM(errors), 0) AS BIGINT) AS errors, \
     CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS tokens, \
     CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros";
 
@@ -83,46 +94,81 @@ fn totals(row: &sea_orm::QueryResult) -> Result<Totals, DomainError> {
     })
 }
 
-/// One entry per UTC day from `first` for `days` days, zeros included.
-pub async fn daily(store: &Store, scope: &Scope, first: NaiveDate, days: u32) -> Result<Vec<Day>, DomainError> {
-    let backend = store.db.get_database_backend();
-    let from = first.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    let to = from + Duration::days(i64::from(days));
+/// One entry per reporting day from `first` for `days` days, zeros included.
+pub async fn daily(
+    conn: &impl ConnectionTrait,
+    scope: &Scope,
+    first: NaiveDate,
+    days: u32,
+) -> Result<Vec<Day>, DomainError> {
+    let backend = conn.get_database_backend();
     let mut sql = Sql { backend, values: Vec::new() };
     let mut out: Vec<Day> =
         (0..days).map(|i| Day { day: first + Duration::days(i64::from(i)), totals: Totals::default() }).collect();
-    let Some(filter) = sql.filter(scope, from, to) else { return Ok(out) };
-    let bucket = match backend {
-        DatabaseBackend::Postgres => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-        // sqlx stores timestamps as RFC 3339 text in UTC.
-        _ => "substr(started_at, 1, 10)",
-    };
-    let text =
-        format!("SELECT {bucket} AS day, {SUMS} FROM usage_records WHERE {filter} GROUP BY {bucket} ORDER BY day");
-    let rows = store.db.query_all_raw(Statement::from_sql_and_values(backend, text, sql.values)).await?;
+    let Some(filter) = sql.filter(scope, first, first + Duration::days(i64::from(days))) else { return Ok(out) };
+    let text = format!("SELECT day, {SUMS} FROM usage_rollups WHERE {filter} GROUP BY day");
+    let rows = conn.query_all_raw(Statement::from_sql_and_values(backend, text, sql.values)).await?;
     for row in rows {
-        let day: String = row.try_get("", "day")?;
-        let Ok(day) = NaiveDate::parse_from_str(&day, "%Y-%m-%d") else { continue };
-        if let Some(slot) = out.iter_mut().find(|d| d.day == day) {
+        let day: NaiveDate = row.try_get("", "day")?;
+        let Ok(i) = usize::try_from((day - first).num_days()) else { continue };
+        if let Some(slot) = out.get_mut(i) {
             slot.totals = totals(&row)?;
         }
     }
     Ok(out)
 }
 
-/// Usage by model over the period, biggest spend first.
+/// Usage by model over the reporting days `[first, first + days)`, biggest spend first (at most 50 models).
 pub async fn by_model(
-    store: &Store,
+    conn: &impl ConnectionTrait,
     scope: &Scope,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    first: NaiveDate,
+    days: u32,
 ) -> Result<Vec<ModelUsage>, DomainError> {
-    let backend = store.db.get_database_backend();
+    let backend = conn.get_database_backend();
     let mut sql = Sql { backend, values: Vec::new() };
-    let Some(filter) = sql.filter(scope, from, to) else { return Ok(Vec::new()) };
+    let Some(filter) = sql.filter(scope, first, first + Duration::days(i64::from(days))) else {
+        return Ok(Vec::new());
+    };
     let text = format!(
-        "SELECT model, {SUMS} FROM usage_records WHERE {filter} GROUP BY model ORDER BY cost_micros DESC, model LIMIT 50"
+        "SELECT model, {SUMS} FROM usage_rollups WHERE {filter} GROUP BY model ORDER BY cost_micros DESC, model LIMIT 50"
     );
-    let rows = store.db.query_all_raw(Statement::from_sql_and_values(backend, text, sql.values)).await?;
+    let rows = conn.query_all_raw(Statement::from_sql_and_values(backend, text, sql.values)).await?;
     rows.iter().map(|row| Ok(ModelUsage { model: row.try_get("", "model")?, totals: totals(row)? })).collect()
+}
+
+/// [`daily`] and [`by_model`] together from one pass over the rollups (grouped by day and model, folded here):
+/// what the overview and team pages show.
+pub async fn summary(
+    conn: &impl ConnectionTrait,
+    scope: &Scope,
+    first: NaiveDate,
+    days: u32,
+) -> Result<(Vec<Day>, Vec<ModelUsage>), DomainError> {
+    let backend = conn.get_database_backend();
+    let mut sql = Sql { backend, values: Vec::new() };
+    let mut out: Vec<Day> =
+        (0..days).map(|i| Day { day: first + Duration::days(i64::from(i)), totals: Totals::default() }).collect();
+    let Some(filter) = sql.filter(scope, first, first + Duration::days(i64::from(days))) else {
+        return Ok((out, Vec::new()));
+    };
+    let text = format!("SELECT day, model, {SUMS} FROM usage_rollups WHERE {filter} GROUP BY day, model");
+    let rows = conn.query_all_raw(Statement::from_sql_and_values(backend, text, sql.values)).await?;
+    let mut models: std::collections::BTreeMap<String, Totals> = std::collections::BTreeMap::new();
+    for row in rows {
+        let day: NaiveDate = row.try_get("", "day")?;
+        let model: String = row.try_get("", "model")?;
+        let t = totals(&row)?;
+        models.entry(model).or_default().add(t);
+        let Ok(i) = usize::try_from((day - first).num_days()) else { continue };
+        if let Some(slot) = out.get_mut(i) {
+            slot.totals.add(t);
+        }
+    }
+    let mut by_model: Vec<ModelUsage> =
+        models.into_iter().map(|(model, totals)| ModelUsage { model, totals }).collect();
+    // Stable: models with the same spend stay in name order.
+    by_model.sort_by_key(|m| std::cmp::Reverse(m.totals.cost_micros));
+    by_model.truncate(50);
+    Ok((out, by_model))
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sea_orm::sea_query::{Alias, Expr, Func};
 use sea_orm::{
     ColumnTrait as _, Condition, ConnectionTrait, DatabaseBackend, EntityTrait as _, QueryFilter as _, QueryOrder as _,
@@ -18,7 +18,7 @@ use super::change::begin_write;
 use super::limits;
 use super::prices::PriceBook;
 use super::{DomainError, Store, rollups};
-use crate::entities::usage_records;
+use crate::entities::{usage_records, usage_rollups};
 
 /// Rows per INSERT: 19 bind parameters each stays far below both backends' parameter limits.
 const INSERT_CHUNK: usize = 300;
@@ -259,7 +259,7 @@ fn sum_i64(col: usage_records::Column) -> Expr {
     Func::cast_as(Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]), Alias::new("BIGINT")).into()
 }
 
-async fn totals(conn: &impl ConnectionTrait, cond: Condition) -> Result<UsageTotals, DomainError> {
+async fn sum_records(conn: &impl ConnectionTrait, cond: Condition) -> Result<UsageTotals, DomainError> {
     use usage_records::Column as C;
     let row = usage_records::Entity::find()
         .filter(cond)
@@ -275,6 +275,82 @@ async fn totals(conn: &impl ConnectionTrait, cond: Condition) -> Result<UsageTot
     Ok(UsageTotals { requests: row.0, prompt_tokens: row.1, completion_tokens: row.2, cost_micros: row.3 })
 }
 
+async fn sum_rollups(
+    conn: &impl ConnectionTrait,
+    f: &UsageFilter,
+    first: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+) -> Result<UsageTotals, DomainError> {
+    use usage_rollups::Column as C;
+    let sum = |col: C| -> Expr {
+        Func::cast_as(Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]), Alias::new("BIGINT"))
+            .into()
+    };
+    let cond = Condition::all()
+        .add_option(f.team_id.map(|v| C::TeamId.eq(v)))
+        .add_option(f.key_id.map(|v| C::KeyId.eq(v)))
+        .add_option(f.model.clone().map(|v| C::Model.eq(v)))
+        .add_option(first.map(|d| C::Day.gte(d)))
+        .add_option(end.map(|d| C::Day.lt(d)));
+    let row = usage_rollups::Entity::find()
+        .filter(cond)
+        .select_only()
+        .column_as(sum(C::Requests), "requests")
+        .column_as(sum(C::PromptTokens), "prompt_tokens")
+        .column_as(sum(C::CompletionTokens), "completion_tokens")
+        .column_as(sum(C::CostMicros), "cost_micros")
+        .into_tuple::<(i64, i64, i64, i64)>()
+        .one(conn)
+        .await?
+        .unwrap_or_default();
+    Ok(UsageTotals { requests: row.0, prompt_tokens: row.1, completion_tokens: row.2, cost_micros: row.3 })
+}
+
+impl std::ops::Add for UsageTotals {
+    type Output = Self;
+
+    fn add(self, o: Self) -> Self {
+        Self {
+            requests: self.requests + o.requests,
+            prompt_tokens: self.prompt_tokens + o.prompt_tokens,
+            completion_tokens: self.completion_tokens + o.completion_tokens,
+            cost_micros: self.cost_micros + o.cost_micros,
+        }
+    }
+}
+
+/// Totals over everything the filter matches: the whole reporting days inside `[from, to)` from the usage rollups,
+/// the partial days at either edge from the records (an index range on `started_at`). A filter shorter than a day
+/// reads only records; a filter on whole days (as the console's date fields give) reads only rollups.
+async fn totals(store: &Store, f: &UsageFilter) -> Result<UsageTotals, DomainError> {
+    let zone = store.reporting_zone;
+    // The first whole day starts at or after `from`; the days before the one `to` falls on end at or before `to`.
+    let first = f.from.map(|t| {
+        let day = zone.date_of(t);
+        if zone.midnight(day) == t { day } else { day + Duration::days(1) }
+    });
+    let end = f.to.map(|t| zone.date_of(t));
+    if let (Some(first), Some(end)) = (first, end)
+        && first >= end
+    {
+        return sum_records(&store.db, condition(f)).await;
+    }
+    let mut sums = sum_rollups(&store.db, f, first, end).await?;
+    if let (Some(from), Some(first)) = (f.from, first)
+        && from < zone.midnight(first)
+    {
+        let edge = UsageFilter { to: Some(zone.midnight(first)), ..f.clone() };
+        sums = sums + sum_records(&store.db, condition(&edge)).await?;
+    }
+    if let (Some(to), Some(end)) = (f.to, end)
+        && zone.midnight(end) < to
+    {
+        let edge = UsageFilter { from: Some(zone.midnight(end)), ..f.clone() };
+        sums = sums + sum_records(&store.db, condition(&edge)).await?;
+    }
+    Ok(sums)
+}
+
 /// Records matching the filter, newest first (by `started_at`, then id), with totals over the whole filter.
 pub async fn query(store: &Store, filter: UsageFilter) -> Result<UsagePage, DomainError> {
     use usage_records::Column as C;
@@ -287,8 +363,7 @@ pub async fn query(store: &Store, filter: UsageFilter) -> Result<UsagePage, Doma
     {
         return Err(DomainError::invalid("from", "from must not be after to"));
     }
-    let cond = condition(&filter);
-    let mut page_cond = cond.clone();
+    let mut page_cond = condition(&filter);
     if let Some(before) = filter.before_id {
         let anchor = usage_records::Entity::find_by_id(before)
             .one(&store.db)
@@ -307,5 +382,5 @@ pub async fn query(store: &Store, filter: UsageFilter) -> Result<UsagePage, Doma
         .limit(limit)
         .all(&store.db)
         .await?;
-    Ok(UsagePage { data: rows.into_iter().map(StoredUsage::from).collect(), totals: totals(&store.db, cond).await? })
+    Ok(UsagePage { data: rows.into_iter().map(StoredUsage::from).collect(), totals: totals(store, &filter).await? })
 }

@@ -38,3 +38,4 @@ mod snapshot;
 mod teams;
 mod upstream_limits;
 mod usage;
+mod usage_rollup_reads;

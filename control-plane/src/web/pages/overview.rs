@@ -68,16 +68,15 @@ pub async fn show(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResp
     let store = &state.store;
     let scope = Scope::from_usage_scope(viewer.usage_scope());
     let now = Utc::now();
-    let first = (now - Duration::days(i64::from(DAYS) - 1)).date_naive();
-    let days = dashboard::daily(store, &scope, first, DAYS).await?;
+    let first = store.reporting_zone.date_of(now) - Duration::days(i64::from(DAYS) - 1);
+    let (days, models) = dashboard::summary(&store.db, &scope, first, DAYS).await?;
     let sum = days.iter().fold(Totals::default(), |a, d| Totals {
         requests: a.requests + d.totals.requests,
         errors: a.errors + d.totals.errors,
         tokens: a.tokens + d.totals.tokens,
         cost_micros: a.cost_micros + d.totals.cost_micros,
     });
-    let from = first.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    let top_models = model_rows(dashboard::by_model(store, &scope, from, now + Duration::days(1)).await?);
+    let top_models = model_rows(models);
     let scope_label = match &scope {
         Scope::All => match teams::list(store).await?.len() {
             1 => "the one team".to_owned(),

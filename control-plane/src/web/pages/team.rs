@@ -125,11 +125,10 @@ async fn page(
 ) -> Result<TeamView, PageError> {
     let store = &state.store;
     let now = Utc::now();
-    let first = (now - Duration::days(i64::from(DAYS) - 1)).date_naive();
+    let first = store.reporting_zone.date_of(now) - Duration::days(i64::from(DAYS) - 1);
     let scope = Scope::Teams(vec![team.id]);
-    let days = dashboard::daily(store, &scope, first, DAYS).await?;
-    let from = first.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    let models = overview::model_rows(dashboard::by_model(store, &scope, from, now + Duration::days(1)).await?);
+    let (days, models) = dashboard::summary(&store.db, &scope, first, DAYS).await?;
+    let models = overview::model_rows(models);
     let view = limits::get(store, LimitScope::Team, team.id).await?;
     let mut limit_rows = Vec::new();
     if let Some(v) = view.limits.rpm {

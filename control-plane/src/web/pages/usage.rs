@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::NaiveDate;
 use serde::Deserialize;
+use switchyard_shared::period::Zone;
 use uuid::Uuid;
 
 use super::error::PageError;
@@ -107,7 +108,7 @@ fn parse_day(field: &str, s: &str) -> Result<Option<NaiveDate>, DomainError> {
 }
 
 /// The domain filter for what the viewer asked, confined to teams they may read.
-fn filter(viewer: &Viewer, q: &UsageQuery, visible: &[(i64, String)]) -> Result<UsageFilter, PageError> {
+fn filter(viewer: &Viewer, q: &UsageQuery, visible: &[(i64, String)], zone: Zone) -> Result<UsageFilter, PageError> {
     let mut team_id = parse_id("team_id", &q.team_id)?;
     if !viewer.sees_all_teams() {
         match team_id {
@@ -117,10 +118,9 @@ fn filter(viewer: &Viewer, q: &UsageQuery, visible: &[(i64, String)]) -> Result<
             None => team_id = Some(visible.first().map(|t| t.0).ok_or(PageError::Forbidden)?),
         }
     }
-    let from = parse_day("from", &q.from)?.and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc());
-    // `to` is inclusive in the form: the whole day counts.
-    let to =
-        parse_day("to", &q.to)?.and_then(|d| d.succ_opt()).and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc());
+    // Days of the reporting time zone, as the usage rollups count them; `to` is inclusive in the form.
+    let from = parse_day("from", &q.from)?.map(|d| zone.midnight(d));
+    let to = parse_day("to", &q.to)?.and_then(|d| d.succ_opt()).map(|d| zone.midnight(d));
     let before_id = match q.before_id.trim() {
         "" => None,
         s => Some(Uuid::parse_str(s).map_err(|_| DomainError::invalid("before_id", "invalid page marker"))?),
@@ -159,7 +159,7 @@ pub async fn explore(
         next: None,
         errors: FormErrors::default(),
     };
-    let filter = match filter(&viewer, &q, &visible) {
+    let filter = match filter(&viewer, &q, &visible, store.reporting_zone) {
         Ok(f) => f,
         Err(PageError::Domain(e)) => {
             page.errors = FormErrors::from_domain(e, |p| p)?;
