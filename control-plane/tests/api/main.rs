@@ -36,3 +36,4 @@ mod security;
 mod snapshot;
 mod teams;
 mod usage;
+mod usage_spool;
