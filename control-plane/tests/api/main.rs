@@ -8,6 +8,7 @@ mod helpers;
 
 mod api_scope;
 mod auth;
+mod bad_input;
 mod bootstrap;
 mod console;
 mod console_browser;
