@@ -1,10 +1,11 @@
 # One task runner for people and CI (`.ci/run` calls `make test`).
 #   make run    start the control plane, one data-plane node and a mock upstream on SQLite (the quickstart)
 #   make test   check services, then formatting, lints and every test suite (SQLite and Postgres)
+#   make fault  the fault scenario with a 30 s control-plane outage (the test suite runs it with 3 s)
 
 CARGO ?= cargo
 
-.PHONY: run test lint services
+.PHONY: run test lint services fault
 
 run:
 	$(CARGO) build --bins
@@ -24,3 +25,10 @@ test: services lint
 	else \
 		$(CARGO) test --workspace --all-targets --no-fail-fast; \
 	fi
+
+# Steady load through two nodes; the control plane unreachable for 30 s; one node SIGKILLed and restarted
+# halfway. Prints requests served, usage records stored, lost and duplicated.
+fault:
+	$(CARGO) build --bins
+	SWITCHYARD_FAULT_OUTAGE_SECS=30 $(CARGO) test -p switchyard-control-plane --test api \
+		usage_spool::fault_ -- --nocapture

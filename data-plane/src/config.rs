@@ -33,6 +33,7 @@ pub const ENV_VARS: &[&str] = &[
     "SWITCHYARD_POLL_WAIT_SECS",
     "SWITCHYARD_REPORT_INTERVAL_MS",
     "SWITCHYARD_REPORT_BATCH_MAX",
+    "SWITCHYARD_USAGE_SPOOL_MAX_BYTES",
     "SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS",
     "SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS",
     "SWITCHYARD_UPSTREAM_IDLE_TIMEOUT_MS",
@@ -73,6 +74,10 @@ pub struct Settings {
     pub report_interval: Duration,
     /// Most records in one usage batch (`SWITCHYARD_REPORT_BATCH_MAX`, default 1000).
     pub report_batch_max: usize,
+    /// Bound of the durable usage spool in `state_dir`: unacknowledged bytes kept for the control plane
+    /// (`SWITCHYARD_USAGE_SPOOL_MAX_BYTES`, default 256 MiB, about half a million records). Records that do not
+    /// fit are dropped and counted; requests are still served.
+    pub usage_spool_max_bytes: u64,
     /// Time to connect to an upstream (`SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS`, default 5000).
     pub upstream_connect_timeout: Duration,
     /// Time to the upstream's response headers (`SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS`, default 120000).
@@ -112,6 +117,7 @@ impl Settings {
             poll_wait: Duration::from_secs(25),
             report_interval: Duration::from_millis(200),
             report_batch_max: 1000,
+            usage_spool_max_bytes: 256 * 1024 * 1024,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_first_byte_timeout: Duration::from_secs(120),
             upstream_idle_timeout: Duration::from_secs(60),
@@ -147,6 +153,9 @@ impl Settings {
         }
         if let Some(v) = var("SWITCHYARD_REPORT_BATCH_MAX") {
             s.report_batch_max = parse("SWITCHYARD_REPORT_BATCH_MAX", &v)?;
+        }
+        if let Some(v) = var("SWITCHYARD_USAGE_SPOOL_MAX_BYTES") {
+            s.usage_spool_max_bytes = parse("SWITCHYARD_USAGE_SPOOL_MAX_BYTES", &v)?;
         }
         if let Some(v) = var("SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS") {
             s.upstream_connect_timeout = Duration::from_millis(parse("SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS", &v)?);

@@ -21,6 +21,7 @@ pub mod request;
 pub mod routing;
 pub mod server;
 pub mod snapshot;
+pub mod spool;
 pub mod streaming;
 pub mod telemetry;
 

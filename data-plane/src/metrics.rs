@@ -25,6 +25,9 @@ pub struct Metrics {
     pub inflight_streams: IntGauge,
     pub usage_report_failures: IntCounter,
     pub usage_dropped: IntCounter,
+    pub usage_spooled: IntCounter,
+    usage_spool_bytes: IntGauge,
+    usage_spool_limit: IntGauge,
     snapshot_version: IntGauge,
     snapshot_age: IntGauge,
     usage_queue: IntGauge,
@@ -93,8 +96,17 @@ impl Metrics {
             )?,
             usage_dropped: IntCounter::new(
                 "usage_records_dropped_total",
-                "Usage records lost because the queue was full",
+                "Usage records lost because the queue or the spool was full",
             )?,
+            usage_spooled: IntCounter::new(
+                "usage_spooled_records_total",
+                "Usage records appended to the durable spool (each is then sent to the control plane)",
+            )?,
+            usage_spool_bytes: IntGauge::new(
+                "usage_spool_bytes",
+                "Bytes of usage records in the durable spool not yet acknowledged by the control plane",
+            )?,
+            usage_spool_limit: IntGauge::new("usage_spool_limit_bytes", "Bound of the durable usage spool")?,
             snapshot_version: IntGauge::new("snapshot_version", "Version of the snapshot being served")?,
             snapshot_age: IntGauge::new("snapshot_age_seconds", "Seconds since the served snapshot was created")?,
             usage_queue: IntGauge::new("usage_queue_depth", "Usage records waiting to be reported")?,
@@ -113,6 +125,9 @@ impl Metrics {
         m.registry.register(Box::new(m.inflight_streams.clone()))?;
         m.registry.register(Box::new(m.usage_report_failures.clone()))?;
         m.registry.register(Box::new(m.usage_dropped.clone()))?;
+        m.registry.register(Box::new(m.usage_spooled.clone()))?;
+        m.registry.register(Box::new(m.usage_spool_bytes.clone()))?;
+        m.registry.register(Box::new(m.usage_spool_limit.clone()))?;
         m.registry.register(Box::new(m.snapshot_version.clone()))?;
         m.registry.register(Box::new(m.snapshot_age.clone()))?;
         m.registry.register(Box::new(m.usage_queue.clone()))?;
@@ -139,6 +154,12 @@ impl Metrics {
     /// Counts a request refused before it could be attributed to a team (no or bad key, not ready).
     pub fn refused(&self, status: u16) {
         self.requests.with_label_values(&["", "", status_label(status)]).inc();
+    }
+
+    /// Sets the spool gauges (at scrape time, like the other state gauges).
+    pub fn set_spool(&self, (bytes, limit): (u64, u64)) {
+        self.usage_spool_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.usage_spool_limit.set(i64::try_from(limit).unwrap_or(i64::MAX));
     }
 
     /// The text exposition, with the scrape-time gauges set first.

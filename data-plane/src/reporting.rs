@@ -1,18 +1,26 @@
 //! Reporting usage to the control plane off the request path: the request path drops a record into a bounded
-//! queue and moves on; one task batches records (by count or age), sends each batch until the control plane
-//! acknowledges it, and flushes on demand and at shutdown. Batches are idempotent (records carry unique ids),
-//! so re-sending after a lost acknowledgement never double-counts.
+//! queue and moves on. The reporter task has two halves joined in one task:
+//!
+//! - the appender drains the queue on a short tick and appends what it drained to the durable spool
+//!   ([`crate::spool`]) with one write, so a record is on disk at most one tick after its request ended;
+//! - the sender reads the spool from its acknowledged offset in order, batches by count or age, posts each batch
+//!   until the control plane acknowledges it, then advances the offset (reclaiming the file's space).
+//!
+//! A control plane outage therefore fills the spool on disk, not memory, and a restarted node replays it.
+//! Batches are idempotent (records carry unique ids), so re-sending after a lost acknowledgement or a crash
+//! never double-counts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_shared::protocol::USAGE_PATH;
-use switchyard_shared::{UsageAck, UsageBatch, UsageRecord};
-use tokio::sync::{mpsc, oneshot, watch};
+use switchyard_shared::{UsageAck, UsageRecord};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::{Secret, Settings};
 use crate::metrics::Metrics;
+use crate::spool::{Spool, SpoolError};
 
 /// How often a busy reporter looks at its queue.
 const DRAIN_TICK: Duration = Duration::from_millis(5);
@@ -33,6 +41,7 @@ pub struct UsageSink {
     /// False only with governance off: records are discarded.
     enabled: bool,
     metrics: Arc<Metrics>,
+    spool: Arc<Spool>,
 }
 
 impl UsageSink {
@@ -52,7 +61,7 @@ impl UsageSink {
     }
 
     /// Resolves once every record queued before the call has been acknowledged by the control plane (or the
-    /// reporter has stopped).
+    /// reporter has stopped). Records refused by a full spool count as done.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Command::Flush(tx)).await.is_ok() {
@@ -68,10 +77,22 @@ impl UsageSink {
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
+
+    /// The spool's unacknowledged bytes and its bound, for the scrape-time gauges.
+    pub fn spool_usage(&self) -> (u64, u64) {
+        (self.spool.pending_bytes(), self.spool.limit())
+    }
 }
 
 pub struct Reporter {
     rx: mpsc::Receiver<Command>,
+    spool: Arc<Spool>,
+    sender: Sender,
+    metrics: Arc<Metrics>,
+    batch_max: usize,
+}
+
+struct Sender {
     client: reqwest::Client,
     url: String,
     token: Secret,
@@ -79,112 +100,239 @@ pub struct Reporter {
     interval: Duration,
     batch_max: usize,
     metrics: Arc<Metrics>,
+    spool: Arc<Spool>,
 }
 
+/// Wakes the sender: `appended` when there is something new, `urgent` when it should not wait for the batch age.
+#[derive(Default)]
+struct Signals {
+    appended: Notify,
+    urgent: Notify,
+}
+
+/// Opens the node's spool (replaying what a previous run left) and returns the request path's handle and the
+/// task to run.
 pub fn channel(
     client: reqwest::Client,
     settings: &Settings,
     node_id: String,
     metrics: Arc<Metrics>,
-) -> (UsageSink, Reporter) {
-    let (token, interval, batch_max, enabled) =
-        (settings.node_token.clone(), settings.report_interval, settings.report_batch_max, settings.governance);
-    let control_plane_url = &settings.control_plane_url;
+) -> Result<(UsageSink, Reporter), SpoolError> {
+    let spool = Arc::new(Spool::open(&settings.state_dir, &node_id, settings.usage_spool_max_bytes)?);
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    let url = format!("{}{USAGE_PATH}", control_plane_url.trim_end_matches('/'));
-    (
-        UsageSink { tx, enabled, metrics: metrics.clone() },
-        Reporter { rx, client, url, token, node_id, interval, batch_max: batch_max.max(1), metrics },
-    )
+    let url = format!("{}{USAGE_PATH}", settings.control_plane_url.trim_end_matches('/'));
+    let batch_max = settings.report_batch_max.max(1);
+    let sender = Sender {
+        client,
+        url,
+        token: settings.node_token.clone(),
+        node_id,
+        interval: settings.report_interval,
+        batch_max,
+        metrics: metrics.clone(),
+        spool: spool.clone(),
+    };
+    Ok((
+        UsageSink { tx, enabled: settings.governance, metrics: metrics.clone(), spool: spool.clone() },
+        Reporter { rx, spool, sender, metrics, batch_max },
+    ))
 }
 
 impl Reporter {
-    /// Runs until `stop` fires and everything queued by then is sent, or the sink is dropped.
-    ///
-    /// While records flow, the queue is drained on a short tick rather than by waking this task for every
-    /// record (that cross-thread wake-up was about a tenth of a node's CPU); when idle it parks on the queue,
-    /// so one wake-up starts each busy period.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut pending: Vec<UsageRecord> = Vec::new();
-        let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut oldest: Option<Instant> = None;
-        let mut stopping = false;
+    /// Runs until `stop` fires and everything queued by then is appended and sent, or the sink is dropped.
+    /// Aborting it (the server does after its shutdown grace) loses nothing appended: the next start replays it.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let Reporter { rx, spool, sender, metrics, batch_max } = self;
+        let signals = Arc::new(Signals::default());
+        let (acked_tx, acked_rx) = watch::channel(spool.acked());
+        let (done_tx, done_rx) = watch::channel(false);
+        let appender = append_loop(rx, spool, metrics, batch_max, signals.clone(), acked_rx, stop.clone(), done_tx);
+        tokio::join!(appender, sender.run(signals, done_rx, acked_tx, stop));
+    }
+}
+
+/// Drains the queue and appends to the spool until stopped; then reports itself done to the sender.
+///
+/// While records flow, the queue is drained on a short tick rather than by waking this task for every record
+/// (that cross-thread wake-up was about a tenth of a node's CPU); when idle it parks on the queue, so one
+/// wake-up starts each busy period.
+#[allow(clippy::too_many_arguments)]
+async fn append_loop(
+    mut rx: mpsc::Receiver<Command>,
+    spool: Arc<Spool>,
+    metrics: Arc<Metrics>,
+    batch_max: usize,
+    signals: Arc<Signals>,
+    acked: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+    done: watch::Sender<bool>,
+) {
+    let mut records: Vec<UsageRecord> = Vec::new();
+    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut stopping = false;
+    let mut since_urgent = 0;
+    let mut last_sync = Instant::now();
+    let mut unsynced = false;
+    loop {
+        let mut closed = false;
+        if !stopping && rx.is_empty() {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(c) => take(c, &mut records, &mut waiters),
+                    None => closed = true,
+                },
+                _ = stop.changed() => stopping = true,
+            }
+        }
+        if !stopping && !closed {
+            tokio::select! {
+                _ = tokio::time::sleep(DRAIN_TICK) => {}
+                _ = stop.changed() => stopping = true,
+            }
+        }
         loop {
-            let mut closed = false;
-            if !stopping && pending.is_empty() && self.rx.is_empty() {
-                tokio::select! {
-                    cmd = self.rx.recv() => match cmd {
-                        Some(c) => self.take(c, &mut pending, &mut waiters, &mut oldest),
-                        None => closed = true,
-                    },
-                    _ = stop.changed() => stopping = true,
-                }
-            } else if !stopping {
-                tokio::select! {
-                    _ = tokio::time::sleep(DRAIN_TICK) => {}
-                    _ = stop.changed() => stopping = true,
+            match rx.try_recv() {
+                Ok(c) => take(c, &mut records, &mut waiters),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
                 }
             }
-            loop {
-                match self.rx.try_recv() {
-                    Ok(c) => self.take(c, &mut pending, &mut waiters, &mut oldest),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
+        }
+        if !records.is_empty() {
+            let dropped = match spool.append(&records) {
+                Ok(out) => {
+                    metrics.usage_spooled.inc_by(out.written as u64);
+                    since_urgent += out.written;
+                    unsynced |= out.written > 0;
+                    out.dropped
                 }
-            }
-            let due = oldest.is_some_and(|t| t.elapsed() >= self.interval);
-            if !pending.is_empty()
-                && (due || pending.len() >= self.batch_max || !waiters.is_empty() || stopping || closed)
-            {
-                while !pending.is_empty() {
-                    let rest = pending.split_off(pending.len().min(self.batch_max));
-                    let batch = std::mem::replace(&mut pending, rest);
-                    self.send_until_acked(batch).await;
+                Err(e) => {
+                    tracing::error!(error = %e, "could not append to the usage spool");
+                    records.len()
                 }
-                oldest = None;
+            };
+            if dropped > 0 {
+                metrics.usage_dropped.inc_by(dropped as u64);
+                tracing::error!(
+                    dropped,
+                    dropped_total = metrics.usage_dropped.get(),
+                    limit_bytes = spool.limit(),
+                    "usage spool full or failing; records dropped"
+                );
             }
-            if pending.is_empty() {
-                for w in waiters.drain(..) {
+            records.clear();
+            signals.appended.notify_one();
+        }
+        // Process death never loses appended bytes (they are in the kernel); a periodic sync bounds what a
+        // power loss can take to about a second.
+        if unsynced && last_sync.elapsed() >= SYNC_EVERY {
+            let s = spool.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = s.sync() {
+                    tracing::warn!(error = %e, "could not sync the usage spool");
+                }
+            });
+            last_sync = Instant::now();
+            unsynced = false;
+        }
+        if since_urgent >= batch_max || !waiters.is_empty() || stopping || closed {
+            since_urgent = 0;
+            signals.urgent.notify_one();
+        }
+        for w in waiters.drain(..) {
+            let target = spool.end();
+            let mut acked = acked.clone();
+            tokio::spawn(async move {
+                if acked.wait_for(|a| *a >= target).await.is_ok() {
                     let _ = w.send(());
                 }
-            }
-            if closed || (stopping && pending.is_empty() && self.rx.is_empty()) {
-                return;
-            }
+            });
+        }
+        if closed || stopping {
+            done.send_replace(true);
+            return;
         }
     }
+}
 
-    fn take(
-        &self,
-        c: Command,
-        pending: &mut Vec<UsageRecord>,
-        waiters: &mut Vec<oneshot::Sender<()>>,
-        oldest: &mut Option<Instant>,
+fn take(c: Command, records: &mut Vec<UsageRecord>, waiters: &mut Vec<oneshot::Sender<()>>) {
+    match c {
+        Command::Record(r) => records.push(r),
+        Command::Flush(w) => waiters.push(w),
+    }
+}
+
+/// How often appended records are synced to stable storage.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+impl Sender {
+    /// Sends the spool in order until the appender is done and everything is acknowledged.
+    async fn run(
+        self,
+        signals: Arc<Signals>,
+        mut done: watch::Receiver<bool>,
+        acked: watch::Sender<u64>,
+        mut stop: watch::Receiver<bool>,
     ) {
-        match c {
-            Command::Record(r) => {
-                pending.push(r);
-                oldest.get_or_insert_with(Instant::now);
+        loop {
+            match self.spool.read_from_acked(self.batch_max) {
+                Ok(Some(chunk)) => {
+                    if chunk.records > 0 {
+                        self.send_until_acked(&chunk.body, chunk.records, &mut stop).await;
+                    }
+                    if let Err(e) = self.spool.ack(chunk.next) {
+                        tracing::error!(error = %e, "could not reclaim acknowledged spool space");
+                    }
+                    acked.send_replace(self.spool.acked());
+                    if chunk.records >= self.batch_max || *done.borrow() {
+                        continue;
+                    }
+                }
+                Ok(None) => {
+                    if *done.borrow() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the usage spool; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
             }
-            Command::Flush(w) => waiters.push(w),
+            // Wait for something new, then let a batch gather for up to the report interval.
+            tokio::select! {
+                _ = signals.appended.notified() => {}
+                _ = done.changed() => {}
+            }
+            if !*done.borrow() {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.interval) => {}
+                    _ = signals.urgent.notified() => {}
+                    _ = done.changed() => {}
+                }
+            }
         }
     }
 
-    /// Retries with backoff until the control plane acknowledges the batch. At shutdown the server bounds this
-    /// by aborting the task after its grace period (spooling to disk is the durable answer to that case).
-    async fn send_until_acked(&self, records: Vec<UsageRecord>) {
-        let count = records.len();
-        let batch = UsageBatch { node_id: self.node_id.clone(), records };
-        let body = match serde_json::to_vec(&batch) {
-            Ok(b) => bytes::Bytes::from(b),
+    /// Retries with backoff until the control plane acknowledges the batch. A stop signal cuts the current
+    /// backoff short; at shutdown the server bounds the whole wait, and the spool keeps what was not sent.
+    async fn send_until_acked(&self, records: &[u8], count: usize, stop: &mut watch::Receiver<bool>) {
+        let node_id = match serde_json::to_string(&self.node_id) {
+            Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "could not encode a usage batch");
+                tracing::error!(error = %e, "could not encode the node id");
                 return;
             }
         };
+        let mut body = Vec::with_capacity(records.len() + node_id.len() + 32);
+        body.extend_from_slice(br#"{"node_id":"#);
+        body.extend_from_slice(node_id.as_bytes());
+        body.extend_from_slice(br#","records":["#);
+        body.extend_from_slice(records);
+        body.extend_from_slice(b"]}");
+        let body = bytes::Bytes::from(body);
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.send(body.clone()).await {
@@ -195,7 +343,10 @@ impl Reporter {
                 Err(e) => {
                     tracing::warn!(error = %e, records = count, "usage report failed; retrying");
                     self.metrics.usage_report_failures.inc();
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => {}
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }

@@ -264,3 +264,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "request_fuzz.rs"]
+mod fuzz;

@@ -93,6 +93,8 @@ pub enum BuildError {
     StateDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Limits(#[from] crate::limits::LimiterError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
 }
 
 impl Server {
@@ -119,7 +121,7 @@ impl Server {
         if let Some(v) = snapshots.load_from_disk().await {
             tracing::info!(version = v, "serving the snapshot kept on disk until the control plane answers");
         }
-        let (sink, reporter) = reporting::channel(client.clone(), &settings, node_id.to_string(), metrics);
+        let (sink, reporter) = reporting::channel(client.clone(), &settings, node_id.to_string(), metrics)?;
         let usage = Arc::new(sink);
         let limiter = Arc::new(Limiter::new(settings.limits.clone(), node_id.clone())?);
         // Bounded: a node whose Redis is down still starts, with per-node limits until Redis answers.
@@ -209,9 +211,9 @@ impl Server {
         for mut task in self.tasks {
             if tokio::time::timeout(self.usage_grace, &mut task).await.is_err() {
                 task.abort();
-                tracing::error!(
-                    dropped = self.node.usage.queued(),
-                    "control plane unreachable at shutdown; unreported usage records are lost"
+                tracing::warn!(
+                    spooled_bytes = self.node.usage.spool_usage().0,
+                    "control plane unreachable at shutdown; unreported usage stays in the spool for the next start"
                 );
             }
         }
@@ -281,6 +283,7 @@ where
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let catalog = state.snapshots.load();
     let age = if catalog.version == 0 { -1 } else { (chrono::Utc::now() - catalog.created_at).num_seconds() };
+    state.usage.metrics().set_spool(state.usage.spool_usage());
     let body = state.usage.metrics().render(catalog.version, age, state.usage.queued(), state.limiter.stats());
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
 }

@@ -214,7 +214,9 @@ impl SseScanner {
     /// Looks at each event of `events`; drops the usage-only chunk the gateway asked for on the client's
     /// behalf when the client did not ask for it itself.
     fn inspect(&mut self, events: Bytes) -> Bytes {
-        let mut drop_range = None;
+        // Every usage-only chunk is dropped, however the upstream's bytes were chunked (found by the fuzz tests:
+        // dropping only the last one of a batch made the output depend on chunking).
+        let mut drop_ranges: Vec<std::ops::Range<usize>> = Vec::new();
         let mut start = 0;
         while let Some(len) = first_event_len(&events[start..]) {
             let event = &events[start..start + len];
@@ -233,7 +235,7 @@ impl SseScanner {
                         self.usage = Some(u);
                         self.data_events = self.data_events.saturating_sub(1);
                         if !self.client_wants_usage && chunk.choices.is_none_or(|c| c.is_empty()) {
-                            drop_range = Some(start..start + len);
+                            drop_ranges.push(start..start + len);
                         }
                     } else if let Some(u) = chunk.response.and_then(|r| r.usage) {
                         self.usage = Some(u);
@@ -242,15 +244,17 @@ impl SseScanner {
             }
             start += len;
         }
-        match drop_range {
-            None => events,
-            Some(r) => {
-                let mut out = BytesMut::with_capacity(events.len() - r.len());
-                out.extend_from_slice(&events[..r.start]);
-                out.extend_from_slice(&events[r.end..]);
-                out.freeze()
-            }
+        if drop_ranges.is_empty() {
+            return events;
         }
+        let mut out = BytesMut::with_capacity(events.len());
+        let mut kept_from = 0;
+        for r in drop_ranges {
+            out.extend_from_slice(&events[kept_from..r.start]);
+            kept_from = r.end;
+        }
+        out.extend_from_slice(&events[kept_from..]);
+        out.freeze()
     }
 }
 
@@ -384,3 +388,7 @@ mod tests {
         assert!(has_usage_object(b"{\"usage\": {\"prompt_tokens\":1}}"));
     }
 }
+
+#[cfg(test)]
+#[path = "streaming_fuzz.rs"]
+mod fuzz;

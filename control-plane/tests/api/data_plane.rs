@@ -422,12 +422,12 @@ async fn slow_body(node: &TestNode, key: &str) -> (u16, String) {
     (status, body)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A binary built beside this test binary (`target/<profile>/`).
-fn sibling_binary(name: &str) -> std::path::PathBuf {
+pub fn sibling_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let mut dir = exe.parent().unwrap().to_path_buf();
     if dir.ends_with("deps") {

@@ -8,6 +8,7 @@ mod helpers;
 
 mod api_scope;
 mod auth;
+mod bad_input;
 mod bootstrap;
 mod console;
 mod console_browser;
@@ -39,3 +40,4 @@ mod teams;
 mod upstream_limits;
 mod usage;
 mod usage_rollup_reads;
+mod usage_spool;

@@ -157,3 +157,7 @@ pub(super) mod test_support {
             .collect()
     }
 }
+
+#[cfg(test)]
+#[path = "sse_fuzz.rs"]
+mod fuzz;
