@@ -90,6 +90,9 @@ pub struct Invoice {
 
 type LineKey = (String, i64);
 
+/// Summed in the database (one row per team and line, whatever the number of keys, days and shards).
+type LineRow = (i64, String, i64, i64, i64, i64, i64, i64, i64);
+
 /// Rollup rows of the month, summed per team and line.
 async fn month_lines(
     conn: &impl ConnectionTrait,
@@ -101,30 +104,43 @@ async fn month_lines(
     if let Some(t) = team_id {
         q = q.filter(C::TeamId.eq(t));
     }
+    let rows: Vec<LineRow> = q
+        .select_only()
+        .column(C::TeamId)
+        .column(C::Model)
+        .column(C::PriceVersionId)
+        .column_as(rollup_sum(C::Requests), "requests")
+        .column_as(rollup_sum(C::PromptTokens), "prompt_tokens")
+        .column_as(rollup_sum(C::CachedInputTokens), "cached_input_tokens")
+        .column_as(rollup_sum(C::CacheWriteTokens), "cache_write_tokens")
+        .column_as(rollup_sum(C::CompletionTokens), "completion_tokens")
+        .column_as(rollup_sum(C::CostMicros), "cost_micros")
+        .group_by(C::TeamId)
+        .group_by(C::Model)
+        .group_by(C::PriceVersionId)
+        .into_tuple()
+        .all(conn)
+        .await?;
     let mut out: BTreeMap<i64, BTreeMap<LineKey, InvoiceLine>> = BTreeMap::new();
-    for r in q.all(conn).await? {
-        let line =
-            out.entry(r.team_id).or_default().entry((r.model.clone(), r.price_version_id)).or_insert_with(|| {
-                InvoiceLine {
-                    model: r.model.clone(),
-                    price_version_id: (r.price_version_id != 0).then_some(r.price_version_id),
-                    unit_prices: None,
-                    requests: 0,
-                    prompt_tokens: 0,
-                    cached_input_tokens: 0,
-                    cache_write_tokens: 0,
-                    completion_tokens: 0,
-                    amount_micros: 0,
-                }
-            });
-        line.requests += r.requests;
-        line.prompt_tokens += r.prompt_tokens;
-        line.cached_input_tokens += r.cached_input_tokens;
-        line.cache_write_tokens += r.cache_write_tokens;
-        line.completion_tokens += r.completion_tokens;
-        line.amount_micros += r.cost_micros;
+    for (team, model, version, requests, prompt, cached, cache_write, completion, cost) in rows {
+        let line = InvoiceLine {
+            model: model.clone(),
+            price_version_id: (version != 0).then_some(version),
+            unit_prices: None,
+            requests,
+            prompt_tokens: prompt,
+            cached_input_tokens: cached,
+            cache_write_tokens: cache_write,
+            completion_tokens: completion,
+            amount_micros: cost,
+        };
+        out.entry(team).or_default().insert((model, version), line);
     }
     Ok(out)
+}
+
+fn rollup_sum(col: usage_rollups::Column) -> Expr {
+    Func::cast_as(Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]), Alias::new("BIGINT")).into()
 }
 
 /// The draft invoice of a team for a month.

@@ -79,7 +79,10 @@ async fn invoices_match_hand_computed_lines_and_reconcile(backend: Backend) {
         usage_record(b, 3, "beta", at(10, 3, 9), 10_000, 2_000, 1),  // 5000 + 3000 = 8000
         usage_record(b, 3, "alpha", at(10, 25, 9), 100, 50, 1),      // 300 + 300 = 600
     ];
-    app.post_usage(&UsageBatch { node_id: "n1".into(), records }).await;
+    // Two nodes, so the lines sum rollup rows of several shards.
+    let (first, second) = records.split_at(4);
+    app.post_usage(&UsageBatch { node_id: "n1".into(), records: first.to_vec() }).await;
+    app.post_usage(&UsageBatch { node_id: "n2".into(), records: second.to_vec() }).await;
 
     let inv_a: Invoice = expect_json(app.api_get(&format!("/teams/{a}/invoices/2026-10")).await, StatusCode::OK).await;
     assert_eq!(
