@@ -69,7 +69,7 @@ async fn invoices_match_hand_computed_lines_and_reconcile(backend: Backend) {
 
     let mut cached = usage_record(a, 1, "alpha", at(10, 5, 9), 1_000, 100, 1);
     cached.cached_input_tokens = 400;
-    let records = vec![
+    let records = [
         cached,                                                      // 600 × 1 + 400 × 0.1 + 100 × 2 = 840
         usage_record(a, 1, "alpha", at(10, 10, 9), 333, 7, 1),       // 333 + 14 = 347
         usage_record(a, 1, "alpha", at(10, 20, 9), 1_000, 100, 1),   // 3000 + 600 = 3600
