@@ -15,6 +15,7 @@ pub mod encryption_rotation;
 pub mod error;
 pub mod fleet_status;
 pub mod invites;
+pub mod invoices;
 pub mod key_owners;
 pub mod keys;
 pub mod limits;

@@ -67,7 +67,8 @@ async fn a_team_admins_token_cannot_touch_another_team_on_any_route(backend: Bac
             .replace("/teams/{id}", &format!("/teams/{b}"))
             .replace("/keys/{id}", &format!("/keys/{}", key_b.id))
             .replace("/providers/{id}", &format!("/providers/{}", provider.id))
-            .replace("/models/{id}", &format!("/models/{}", model.id));
+            .replace("/models/{id}", &format!("/models/{}", model.id))
+            .replace("{month}", "2026-11");
         assert!(!path.contains('{'), "no test id for {}", route.path);
         // Routes that read across teams are aimed at team B explicitly.
         let path = if route.query.contains(&"team_id") { format!("{path}?team_id={b}") } else { path };
@@ -124,6 +125,8 @@ async fn a_team_admins_token_cannot_touch_another_team_on_any_route(backend: Bac
         format!("/teams/{a}/limits"),
         format!("/usage?team_id={a}"),
         format!("/alerts?team_id={a}"),
+        format!("/teams/{a}/invoices/2026-11"),
+        format!("/teams/{a}/invoices/2026-11.csv"),
     ] {
         assert_eq!(call(&app, &token, "get", &path, None).await.status(), StatusCode::OK, "{path}");
     }
@@ -168,7 +171,7 @@ async fn members_finance_and_disabled_users_get_exactly_their_role(backend: Back
         .await;
     let fin = ConsoleSession::accept_invite(&app, &invite.secret(), "finance passphrase").await;
     let fin_token = token_of(&fin, "fin").await;
-    for path in ["/usage", "/models", "/teams", "/alerts"] {
+    for path in ["/usage", "/models", "/teams", "/alerts", "/reconciliation?month=2026-11"] {
         assert_eq!(call(&app, &fin_token, "get", path, None).await.status(), StatusCode::OK, "{path}");
     }
     let create = call(&app, &fin_token, "post", &format!("/teams/{team}/keys"), Some(&json!({ "name": "f" }))).await;

@@ -2,6 +2,7 @@
 //! (the token's user, with their role and teams) and asks it before calling the domain.
 
 pub mod alerts;
+pub mod invoices;
 pub mod keys;
 pub mod limits;
 pub mod models;

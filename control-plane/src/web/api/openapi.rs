@@ -17,8 +17,11 @@ fn parameters(route: &RouteDoc) -> Vec<Value> {
     let path_params = route
         .path
         .split('/')
-        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "integer" } }));
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.split_once('}')).map(|(name, _)| name))
+        .map(|name| {
+            let kind = if name == "id" { "integer" } else { "string" };
+            json!({ "name": name, "in": "path", "required": true, "schema": { "type": kind } })
+        });
     let query_params =
         route.query.iter().map(|name| json!({ "name": name, "in": "query", "required": false, "schema": {} }));
     path_params.chain(query_params).collect()

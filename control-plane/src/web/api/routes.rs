@@ -5,7 +5,7 @@
 
 use actix_web::web;
 
-use super::{alerts, keys, limits, models, nodes, openapi, prices, providers, rollups, teams, usage};
+use super::{alerts, invoices, keys, limits, models, nodes, openapi, prices, providers, rollups, teams, usage};
 
 /// One documented route of `/api/v1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +96,15 @@ admin_routes! {
         query ["team_id", "key_id", "model", "from", "to", "limit", "before_id"], body "";
     get "/usage/rollups/check" => rollups::check, 200, "operator",
         "Recompute the usage rollups from the raw records and list any difference.", query [], body "";
+    get "/teams/{id}/invoices/{month}.csv" => invoices::csv, 200, "operator, finance, team admin",
+        "A team's draft invoice for a calendar month (`yyyy-mm`, reporting time zone) as CSV: a row per line item \
+        and a total row.", query [], body "";
+    get "/teams/{id}/invoices/{month}" => invoices::get, 200, "operator, finance, team admin",
+        "A team's draft invoice for a calendar month (`yyyy-mm`, reporting time zone): lines per model and price \
+        version, subtotal, total.", query [], body "";
+    get "/reconciliation" => invoices::reconcile, 200, "operator, finance",
+        "Every team's invoice totals for `month` (yyyy-mm) against the sum of the month's costed usage records.",
+        query ["month"], body "";
     get "/nodes" => nodes::list, 200, "operator", "Data-plane nodes and their applied snapshot versions.",
         query [], body "";
 }
