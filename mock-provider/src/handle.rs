@@ -52,6 +52,11 @@ impl MockHandle {
         format!("http://{}/v1", connect_addr(self.addr))
     }
 
+    /// The base URL of the mock's Gemini mode, e.g. `http://127.0.0.1:PORT/v1beta/openai`.
+    pub fn gemini_base_url(&self) -> String {
+        format!("http://{}{}", connect_addr(self.addr), crate::gemini::BASE_PATH)
+    }
+
     /// Requests received on any path, including rejected ones.
     pub fn requests(&self) -> u64 {
         self.state.requests()

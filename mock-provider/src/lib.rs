@@ -9,7 +9,8 @@
 //! - `total_tokens = prompt_tokens + completion_tokens`;
 //! - ids are `chatcmpl-mock-<n>` / `cmpl-mock-<n>` where `n` is the server's request counter.
 //!
-//! `POST /v1/messages` answers in Anthropic's Messages shapes by the same rules (see [`anthropic`]).
+//! `POST /v1/messages` answers in Anthropic's Messages shapes by the same rules (see [`anthropic`]); the OpenAI
+//! routes under `/v1beta/openai/` answer as Gemini's OpenAI-compatible endpoint does (see [`gemini`]).
 //!
 //! A request may carry a non-OpenAI `mock` object to override the config for itself:
 //! `{"chunks":N,"chunk_delay_ms":D,"latency_ms":L,"status":S,"fail_after_chunks":K}`.
@@ -21,6 +22,7 @@ mod chat;
 mod completions;
 mod embeddings;
 mod error;
+pub mod gemini;
 mod handle;
 mod responses;
 mod server;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::{Pacing, ResponseBody};
 use crate::state::{Recorded, State};
 use crate::wire::MockOverrides;
-use crate::{Failure, MockConfig, MockHandle, anthropic, chat, completions, embeddings, error, responses};
+use crate::{Failure, MockConfig, MockHandle, anthropic, chat, completions, embeddings, error, gemini, responses};
 
 /// Binds `addr` (port 0 picks a free port) and serves on the current tokio runtime; returns once listening.
 pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<MockHandle> {
@@ -157,7 +157,10 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    let route = Route::of(&parts.method, parts.uri.path());
+    // Gemini mode: the OpenAI routes under Google's prefix, with Google's error shape.
+    let gemini_path = gemini::openai_path(parts.uri.path());
+    let gemini = gemini_path.is_some();
+    let route = Route::of(&parts.method, gemini_path.as_deref().unwrap_or(parts.uri.path()));
     let authorized = is_authorized(&state.config, &parts.headers);
     state.record(Recorded { method: parts.method, uri: parts.uri, headers: parts.headers, body: body.clone() });
     let ctx = Ctx { state: &state, number };
@@ -167,11 +170,15 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
             ctx.pause(None).await;
             return Ok(anthropic::mock_status(status));
         }
+        if let (true, Failure::Status(status)) = (gemini, failure) {
+            ctx.pause(None).await;
+            return Ok(gemini::mock_status(status));
+        }
         return Ok(injected_failure(&ctx, failure).await);
     }
     if !authorized {
         ctx.pause(None).await;
-        return Ok(error::invalid_api_key());
+        return Ok(if gemini { gemini::invalid_api_key() } else { error::invalid_api_key() });
     }
     if let Err((limit, left)) = state.take_rate() {
         return Ok(error::rate_limited(limit, left));

@@ -32,6 +32,7 @@ mod prices;
 mod provider_presets;
 mod providers;
 mod providers_anthropic;
+mod providers_gemini;
 mod replicas;
 mod rollups;
 mod sdk;

@@ -4,12 +4,14 @@
 //!
 //! The seam is [`Translation`], chosen per attempt from the endpoint the client called and the upstream's
 //! [`Dialect`]. `Translation::None` is the OpenAI-compatible fast path: the body goes through as bytes with only
-//! the model replaced, and nothing in this module touches the response.
+//! the model replaced, and nothing in this module touches a successful response (an error body in Gemini's array
+//! shape is rewritten to OpenAI's, see `google_errors`).
 
 mod anthropic;
 mod anthropic_stream;
 #[cfg(test)]
 mod dialect_quirks;
+mod google_errors;
 mod messages_inbound;
 mod openai_compatible;
 mod sse;
@@ -147,10 +149,12 @@ impl Translation {
     pub fn response_body(self, status: u16, body: Bytes) -> (u16, Bytes, Option<Usage>) {
         let ok = (200..300).contains(&status);
         let translated = match self {
-            Self::None => {
-                let usage = if ok { crate::metering::usage_of_body(&body) } else { None };
+            Self::None if ok => {
+                let usage = crate::metering::usage_of_body(&body);
                 return (status, body, usage);
             }
+            // Gemini's error array is the one OpenAI-compatible error body clients cannot read.
+            Self::None => return (status, google_errors::to_openai(&body).map_or(body, Bytes::from), None),
             Self::MessagesPassthrough => {
                 let usage = if ok { anthropic::usage_of_message(&body) } else { None };
                 return (status, body, usage);
