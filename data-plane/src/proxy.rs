@@ -195,7 +195,7 @@ async fn serve(
                 continue;
             }
         };
-        match claim_capacity(state, target, meter.prompt_estimate).await {
+        match claim_capacity(state, target, meter.team_id, meter.prompt_estimate).await {
             Ok(ticket) => meter.target_limits = ticket.map(std::sync::Arc::new),
             Err(wait) => {
                 if admission == Admission::Probe {
@@ -259,6 +259,7 @@ async fn serve(
 async fn claim_capacity(
     state: &AppState,
     target: &Target,
+    team_id: i64,
     prompt_estimate: u64,
 ) -> Result<Option<limits::Ticket>, std::time::Duration> {
     let provider = &*target.upstream.name;
@@ -267,7 +268,7 @@ async fn claim_capacity(
         return Err(left);
     }
     let Some(policy) = &target.caps else { return Ok(None) };
-    match state.limiter.admit_target(target.upstream.id, policy, prompt_estimate).await {
+    match state.limiter.admit_target(target.upstream.id, team_id, policy, prompt_estimate).await {
         Ok(ticket) => {
             state.usage.metrics().capped.with_label_values(&[provider, "admitted"]).inc();
             Ok(Some(ticket))

@@ -152,6 +152,9 @@ pub struct TargetCaps {
     /// Requests in flight at once.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// The most of each cap (1-100 percent) any one team may take; absent: no per-team share.
+    #[serde(default)]
+    pub team_share_pct: Option<u8>,
 }
 
 impl TargetCaps {
@@ -354,7 +357,7 @@ mod tests {
                 base_url: "https://api.openai.com/v1".into(),
                 credential: Some("sk-upstream".into()),
                 timeouts: UpstreamTimeouts { first_byte_ms: Some(30_000), idle_ms: None, total_ms: None },
-                caps: TargetCaps { rpm: Some(500), tpm: None, max_concurrency: Some(8) },
+                caps: TargetCaps { rpm: Some(500), tpm: None, max_concurrency: Some(8), team_share_pct: Some(50) },
             }],
             models: vec![ModelEntry {
                 name: "gpt-4o".into(),

@@ -107,6 +107,7 @@ pub(crate) fn caps_of(m: &providers::Model) -> TargetCaps {
         rpm: m.cap_rpm.and_then(|v| u64::try_from(v).ok()),
         tpm: m.cap_tpm.and_then(|v| u64::try_from(v).ok()),
         max_concurrency: m.cap_max_concurrency.and_then(|v| u32::try_from(v).ok()),
+        team_share_pct: m.cap_team_share_pct.and_then(|v| u8::try_from(v).ok()),
     }
 }
 
@@ -123,6 +124,7 @@ struct Valid {
     timeouts: [Option<i64>; 3],
     /// rpm, tpm, max_concurrency.
     caps: [Option<i64>; 3],
+    team_share_pct: Option<i16>,
 }
 
 fn validate(input: &ProviderInput) -> Result<Valid, DomainError> {
@@ -179,7 +181,13 @@ fn validate(input: &ProviderInput) -> Result<Valid, DomainError> {
             *slot = i64::try_from(v).ok();
         }
     }
-    Ok(Valid { name: name.to_owned(), kind, base_url: base_url.to_owned(), timeouts, caps })
+    if let Some(pct) = c.team_share_pct
+        && !(1..=100).contains(&pct)
+    {
+        return Err(DomainError::invalid("caps.team_share_pct", "caps.team_share_pct must be 1-100 (percent)"));
+    }
+    let team_share_pct = c.team_share_pct.map(i16::from);
+    Ok(Valid { name: name.to_owned(), kind, base_url: base_url.to_owned(), timeouts, caps, team_share_pct })
 }
 
 fn conflict(name: &str) -> impl FnOnce() -> String + '_ {
@@ -205,6 +213,7 @@ pub async fn create(store: &Store, actor: &Actor, input: ProviderInput) -> Resul
         cap_rpm: Set(valid.caps[0]),
         cap_tpm: Set(valid.caps[1]),
         cap_max_concurrency: Set(valid.caps[2]),
+        cap_team_share_pct: Set(valid.team_share_pct),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
@@ -223,6 +232,7 @@ pub async fn create(store: &Store, actor: &Actor, input: ProviderInput) -> Resul
             "has_credential": row.credential_ciphertext.is_some(),
             "timeouts_ms": [row.first_byte_timeout_ms, row.idle_timeout_ms, row.total_timeout_ms],
             "caps": [row.cap_rpm, row.cap_tpm, row.cap_max_concurrency],
+            "team_share_pct": row.cap_team_share_pct,
         }),
     );
     change.commit(store, actor, entry).await?;
@@ -249,6 +259,7 @@ pub async fn update(store: &Store, actor: &Actor, id: i64, input: ProviderInput)
     active.cap_rpm = Set(valid.caps[0]);
     active.cap_tpm = Set(valid.caps[1]);
     active.cap_max_concurrency = Set(valid.caps[2]);
+    active.cap_team_share_pct = Set(valid.team_share_pct);
     let credential_changed = ciphertext.is_some();
     if let Some(c) = ciphertext {
         active.credential_ciphertext = Set(c);
@@ -267,6 +278,7 @@ pub async fn update(store: &Store, actor: &Actor, id: i64, input: ProviderInput)
             "has_credential": row.credential_ciphertext.is_some(),
             "timeouts_ms": [row.first_byte_timeout_ms, row.idle_timeout_ms, row.total_timeout_ms],
             "caps": [row.cap_rpm, row.cap_tpm, row.cap_max_concurrency],
+            "team_share_pct": row.cap_team_share_pct,
         }),
     );
     change.commit(store, actor, entry).await?;

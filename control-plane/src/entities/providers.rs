@@ -21,6 +21,7 @@ pub struct Model {
     pub cap_rpm: Option<i64>,
     pub cap_tpm: Option<i64>,
     pub cap_max_concurrency: Option<i64>,
+    pub cap_team_share_pct: Option<i16>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -15,7 +15,7 @@ use crate::node::{TestNode, chat_body, spawn_node_with, start_mock};
 /// Model `m` on two mocks: `primary` (priority 0) and `fallback` (priority 1), each its own provider with the
 /// given caps; `nodes` nodes sharing Redis under a fresh prefix.
 struct Setup {
-    _app: TestApp,
+    app: TestApp,
     primary: MockHandle,
     fallback: MockHandle,
     key: String,
@@ -59,7 +59,7 @@ async fn setup(backend: Backend, primary_caps: Value, fallback_caps: Value, node
         out.push(node);
         dirs.push(dir);
     }
-    Setup { _app: app, primary, fallback, key: tenant.key, nodes: out, _dirs: dirs }
+    Setup { app, primary, fallback, key: tenant.key, nodes: out, _dirs: dirs }
 }
 
 fn header(res: &reqwest::Response, name: &str) -> Option<String> {
@@ -73,11 +73,11 @@ async fn metrics(node: &TestNode) -> String {
 async fn caps_are_configured_on_providers_and_validated(backend: Backend) {
     let app = spawn_app(backend).await;
     let p = create_provider(&app, "capped", "http://127.0.0.1:9/v1", json!({ "rpm": 500, "max_concurrency": 8 })).await;
-    assert_eq!(p["caps"], json!({ "rpm": 500, "tpm": null, "max_concurrency": 8 }));
+    assert_eq!(p["caps"], json!({ "rpm": 500, "tpm": null, "max_concurrency": 8, "team_share_pct": null }));
     let id = p["id"].as_i64().unwrap();
     let update = json!({ "name": "capped", "base_url": "http://127.0.0.1:9/v1", "caps": { "tpm": 90000 } });
     let p: Value = expect_json(app.api_put(&format!("/providers/{id}"), &update).await, StatusCode::OK).await;
-    assert_eq!(p["caps"], json!({ "rpm": null, "tpm": 90000, "max_concurrency": null }));
+    assert_eq!(p["caps"], json!({ "rpm": null, "tpm": 90000, "max_concurrency": null, "team_share_pct": null }));
     let snapshot = app.latest_snapshot().await;
     let entry = snapshot.providers.iter().find(|e| e.id == id).unwrap();
     assert_eq!((entry.caps.rpm, entry.caps.tpm, entry.caps.max_concurrency), (None, Some(90000), None));
@@ -86,6 +86,21 @@ async fn caps_are_configured_on_providers_and_validated(backend: Backend) {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["param"], "caps.rpm", "{body}");
+    // A team share is a percentage: 1-100, carried to the snapshot.
+    for pct in [0, 101] {
+        let bad = json!({ "name": "share", "base_url": "http://127.0.0.1:9/v1", "caps": { "team_share_pct": pct } });
+        let res = app.api_post("/providers", &bad).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "team_share_pct {pct}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["param"], "caps.team_share_pct", "{body}");
+    }
+    let shared =
+        json!({ "name": "shared", "base_url": "http://127.0.0.1:9/v1", "caps": { "rpm": 20, "team_share_pct": 50 } });
+    let p: Value = expect_json(app.api_post("/providers", &shared).await, StatusCode::CREATED).await;
+    assert_eq!(p["caps"]["team_share_pct"], 50);
+    let snapshot = app.latest_snapshot().await;
+    let entry = snapshot.providers.iter().find(|e| Some(e.id) == p["id"].as_i64()).unwrap();
+    assert_eq!((entry.caps.rpm, entry.caps.team_share_pct), (Some(20), Some(50)));
 }
 
 async fn a_burst_under_the_gateways_cap_never_makes_the_provider_answer_429(backend: Backend) {
@@ -169,8 +184,43 @@ async fn with_every_target_exhausted_the_client_gets_429_with_the_soonest_retry_
     assert_eq!((s.primary.requests(), s.fallback.requests()), (1, 2), "no upstream call bound to fail");
 }
 
+/// How far from its exact share a team's count on a shared credential may land: a unit refunded or leased on one
+/// node that the other node's requests cannot use, or one refilled while the burst is in flight (README).
+const SHARE_TOLERANCE: u64 = 2;
+
+async fn two_teams_bursting_at_once_each_get_their_share_of_a_capped_credential(backend: Backend) {
+    // The primary credential takes 20 RPM, at most 50% per team. Two teams burst at the same time over two nodes,
+    // the first with 30 requests, the second with 10: without shares the first would take ~15 of the primary;
+    // with them each gets ~10, the rest goes to the fallback, and the provider never refuses.
+    let s = setup(backend, json!({ "rpm": 20, "team_share_pct": 50 }), json!({}), 2).await;
+    s.primary.set_rate_limit(Some(RateLimit { requests: 20, window: Duration::from_secs(60) }));
+    let team = s.app.create_team("second team").await;
+    let other = s.app.issue_key(team.id, &json!({ "name": "second key" })).await.key;
+    let body = chat_body("m", false);
+    let (body, first) = (&body, &s.key);
+    let burst = (0..40).map(|i| {
+        let (node, key) = (&s.nodes[i % 2], if i % 4 < 3 { first } else { &other });
+        async move { (key == first, node.chat(key, body).await) }
+    });
+    let mut on_primary = [0u64; 2];
+    for (first_team, res) in futures_util::future::join_all(burst).await {
+        assert_eq!(res.status(), StatusCode::OK);
+        if header(&res, "x-switchyard-upstream").as_deref() == Some("primary/primary-model") {
+            on_primary[usize::from(!first_team)] += 1;
+        }
+    }
+    for (team, n) in on_primary.iter().enumerate() {
+        assert!(n.abs_diff(10) <= SHARE_TOLERANCE, "team {team} got {n} of the primary, {on_primary:?}");
+    }
+    assert_eq!(s.primary.requests(), on_primary[0] + on_primary[1]);
+    assert!(s.primary.requests() <= 20, "never past the credential's cap");
+    assert_eq!(s.primary.rate_limited(), 0, "the provider never had to refuse");
+    assert_eq!(s.fallback.requests(), 40 - s.primary.requests());
+}
+
 backend_tests!(
     caps_are_configured_on_providers_and_validated,
+    two_teams_bursting_at_once_each_get_their_share_of_a_capped_credential,
     a_burst_under_the_gateways_cap_never_makes_the_provider_answer_429,
     a_429_from_the_provider_cools_the_target_down_on_both_nodes,
     with_every_target_exhausted_the_client_gets_429_with_the_soonest_retry_after,

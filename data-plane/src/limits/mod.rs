@@ -100,6 +100,8 @@ pub struct Policy {
     pub tpm: Option<Rate>,
     pub max_concurrent: Option<u32>,
     pub budget: Option<BudgetPolicy>,
+    /// On an upstream credential's caps: the most of them any one team may take (`TargetCaps::team_share_pct`).
+    pub team_share: Option<Box<Policy>>,
 }
 
 #[derive(Debug)]
@@ -138,6 +140,7 @@ impl Policies {
                     tpm: l.tpm.filter(|&n| n > 0).map(Rate::per_minute),
                     max_concurrent: l.max_concurrent,
                     budget,
+                    team_share: None,
                 };
                 ((e.scope, e.id), Arc::new(policy))
             })
@@ -190,12 +193,15 @@ pub struct Ask<'a> {
     pub price: Price,
 }
 
-/// Whose limits a state holds: a team's or key's, or an upstream provider credential's capacity caps.
+/// Whose limits a state holds: a team's or key's, an upstream provider credential's capacity caps, or one team's
+/// share of those caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Subject {
     Team,
     Key,
     Provider,
+    /// One team's share of a provider credential's caps; the state's `sub` is the team.
+    ProviderTeam,
 }
 
 impl Subject {
@@ -204,6 +210,7 @@ impl Subject {
             Self::Team => "team",
             Self::Key => "key",
             Self::Provider => "provider",
+            Self::ProviderTeam => "team's share of the provider",
         }
     }
 }
@@ -411,17 +418,29 @@ struct RateState {
 struct ScopeState {
     scope: Subject,
     id: i64,
+    /// The team of a `ProviderTeam` state (whose `id` is the provider); 0 otherwise.
+    sub: i64,
     rpm: Mutex<RateState>,
     tpm: Mutex<RateState>,
     slots: Arc<Slots>,
     ledger: Mutex<Ledger>,
 }
 
+impl ScopeState {
+    /// This state's Redis key for `kind` (`rpm`, `tpm`, `conc`).
+    fn fleet_key(&self, fleet: &Fleet, kind: &str) -> String {
+        match self.scope {
+            Subject::ProviderTeam => fleet.key(kind, &format!("provider:{}:team", self.id), self.sub),
+            s => fleet.key(kind, s.as_str(), self.id),
+        }
+    }
+}
+
 struct Inner {
     node_id: Arc<str>,
     settings: LimitSettings,
     fleet: Option<Fleet>,
-    scopes: RwLock<HashMap<(Subject, i64), Arc<ScopeState>>>,
+    scopes: RwLock<HashMap<(Subject, i64, i64), Arc<ScopeState>>>,
     clock: Box<dyn Clock>,
     fallbacks: AtomicU64,
     denied_rate: AtomicU64,
@@ -526,8 +545,15 @@ impl Limiter {
 impl Limiter {
     /// Takes one request's share of an upstream provider credential's caps (`policy`, compiled from the snapshot's
     /// `TargetCaps`): a request, its prompt estimate in tokens, a slot in flight. Refused when the credential is at
-    /// its cap, with the time until it has room again; routing then tries the next target.
-    pub async fn admit_target(&self, provider_id: i64, policy: &Policy, prompt_tokens: u64) -> Result<Ticket, Denied> {
+    /// its cap, with the time until it has room again; routing then tries the next target. With a team share set,
+    /// `team_id` also takes from its own share of the caps, and is refused past it.
+    pub async fn admit_target(
+        &self,
+        provider_id: i64,
+        team_id: i64,
+        policy: &Policy,
+        prompt_tokens: u64,
+    ) -> Result<Ticket, Denied> {
         let state = self.inner.state(Subject::Provider, provider_id);
         let ticket = Ticket {
             headers: RateHeaders::default(),
@@ -535,7 +561,12 @@ impl Limiter {
             limiter: Arc::downgrade(&self.inner),
         };
         let ask = Ask { team_id: 0, key_id: 0, prompt_tokens, body: &[], price: Price::default() };
-        let scopes = [(state, policy)];
+        // The team's share first: a team over it should not spend the credential's own allowance.
+        let mut scopes = Vec::with_capacity(2);
+        if let Some(share) = &policy.team_share {
+            scopes.push((self.inner.state_of(Subject::ProviderTeam, provider_id, team_id), &**share));
+        }
+        scopes.push((state, policy));
         self.inner.take_all(&Policies::default(), &ask, &scopes, ticket).await
     }
 }
@@ -543,11 +574,26 @@ impl Limiter {
 impl Policy {
     /// An upstream credential's caps as a policy (no budget); `None` when it has none.
     pub fn of_caps(caps: &switchyard_shared::snapshot::TargetCaps) -> Option<Self> {
+        let pct = caps.team_share_pct.filter(|p| (1..100).contains(p));
         (!caps.is_empty()).then(|| Self {
             rpm: caps.rpm.filter(|&n| n > 0).map(Rate::per_minute),
             tpm: caps.tpm.filter(|&n| n > 0).map(Rate::per_minute),
             max_concurrent: caps.max_concurrency.filter(|&n| n > 0),
             budget: None,
+            team_share: pct.map(|pct| {
+                // Rounded down, but never below 1: a share cannot shut a team out.
+                let share = |n: u64| (n.saturating_mul(u64::from(pct)) / 100).max(1);
+                Box::new(Self {
+                    rpm: caps.rpm.filter(|&n| n > 0).map(|n| Rate::per_minute(share(n))),
+                    tpm: caps.tpm.filter(|&n| n > 0).map(|n| Rate::per_minute(share(n))),
+                    max_concurrent: caps
+                        .max_concurrency
+                        .filter(|&n| n > 0)
+                        .map(|n| u32::try_from(share(u64::from(n))).unwrap_or(n)),
+                    budget: None,
+                    team_share: None,
+                })
+            }),
         })
     }
 }
@@ -569,18 +615,23 @@ enum Which {
 
 impl Inner {
     fn state(&self, scope: Subject, id: i64) -> Arc<ScopeState> {
-        if let Some(s) = self.scopes.read().unwrap_or_else(|e| e.into_inner()).get(&(scope, id)) {
+        self.state_of(scope, id, 0)
+    }
+
+    fn state_of(&self, scope: Subject, id: i64, sub: i64) -> Arc<ScopeState> {
+        if let Some(s) = self.scopes.read().unwrap_or_else(|e| e.into_inner()).get(&(scope, id, sub)) {
             return s.clone();
         }
         let period = Period::containing(PeriodKind::Monthly, Zone::UTC, self.clock.utc());
         self.scopes
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((scope, id))
+            .entry((scope, id, sub))
             .or_insert_with(|| {
                 Arc::new(ScopeState {
                     scope,
                     id,
+                    sub,
                     rpm: Mutex::default(),
                     tpm: Mutex::default(),
                     slots: Arc::default(),
@@ -700,7 +751,7 @@ impl Inner {
                 return Ok(RateView { limit: rate.limit, remaining: s.fleet_remaining + s.pool, reset: s.fleet_reset });
             }
             let kind = if matches!(which, Which::Requests) { "rpm" } else { "tpm" };
-            (cost - s.pool, fleet.key(kind, state.scope.as_str(), state.id))
+            (cost - s.pool, state.fleet_key(fleet, kind))
         };
         let slice = (rate.limit / 50).clamp(1, 10_000);
         match fleet.lease_rate(&key, rate, need, need.max(slice)).await {
@@ -762,7 +813,7 @@ impl Inner {
                 Some(fleet) => match state.slots.try_acquire_leased() {
                     Some(p) => p,
                     None => {
-                        let key = fleet.key("conc", state.scope.as_str(), state.id);
+                        let key = state.fleet_key(fleet, "conc");
                         match fleet.acquire_slots(&key, max, 1).await {
                             Ok(n) if n > 0 => state.slots.add_leased_and_acquire(n),
                             Ok(_) => return Err(refuse()),
@@ -832,7 +883,7 @@ async fn fleet_task(inner: Weak<Inner>) {
         let states: Vec<Arc<ScopeState>> =
             inner.scopes.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         for state in states {
-            let key = fleet.key("conc", state.scope.as_str(), state.id);
+            let key = state.fleet_key(fleet, "conc");
             let idle = state.slots.take_idle();
             if idle > 0 && fleet.release_slots(&key, idle).await.is_err() {
                 // Redis lost or will expire them; nothing to hand back later.
@@ -846,7 +897,7 @@ async fn fleet_task(inner: Weak<Inner>) {
                 (std::mem::take(&mut s.pending), s.pending_rate)
             };
             if let (Some(rate), true) = (rate, pending != 0) {
-                let key = fleet.key("tpm", state.scope.as_str(), state.id);
+                let key = state.fleet_key(fleet, "tpm");
                 if fleet.adjust_rate(&key, rate, pending).await.is_err() {
                     lock(&state.tpm).pending += pending;
                 }
@@ -1028,23 +1079,54 @@ mod tests {
     #[tokio::test]
     async fn a_provider_cap_refuses_past_its_rate_and_concurrency_with_the_time_until_room() {
         let (l, clock) = limiter();
-        let caps = switchyard_shared::snapshot::TargetCaps { rpm: Some(2), tpm: None, max_concurrency: Some(1) };
+        let caps = switchyard_shared::snapshot::TargetCaps {
+            rpm: Some(2),
+            tpm: None,
+            max_concurrency: Some(1),
+            team_share_pct: None,
+        };
         let policy = Policy::of_caps(&caps).unwrap();
-        let first = l.admit_target(7, &policy, 10).await.unwrap();
+        let first = l.admit_target(7, 1, &policy, 10).await.unwrap();
         // One in flight: the second waits for a slot.
-        let busy = l.admit_target(7, &policy, 10).await.err().unwrap();
+        let busy = l.admit_target(7, 1, &policy, 10).await.err().unwrap();
         assert!(matches!(busy, Denied::Rate { scope: Subject::Provider, what: "concurrent", .. }), "{busy:?}");
         drop(first);
-        let second = l.admit_target(7, &policy, 10).await.unwrap();
+        let second = l.admit_target(7, 1, &policy, 10).await.unwrap();
         drop(second);
         // Two a minute: the third is refused until one unit is back (30 s).
-        let d = l.admit_target(7, &policy, 10).await.err().unwrap();
+        let d = l.admit_target(7, 1, &policy, 10).await.err().unwrap();
         assert_eq!(d.retry_after(), Duration::from_secs(30));
         // Another provider has its own caps.
-        assert!(l.admit_target(8, &policy, 10).await.is_ok());
+        assert!(l.admit_target(8, 1, &policy, 10).await.is_ok());
         clock.advance(30);
-        assert!(l.admit_target(7, &policy, 10).await.is_ok());
+        assert!(l.admit_target(7, 1, &policy, 10).await.is_ok());
         assert!(Policy::of_caps(&Default::default()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_team_share_caps_each_team_at_its_part_of_the_credential() {
+        let (l, _clock) = limiter();
+        let caps = switchyard_shared::snapshot::TargetCaps {
+            rpm: Some(4),
+            tpm: None,
+            max_concurrency: None,
+            team_share_pct: Some(50),
+        };
+        let policy = Policy::of_caps(&caps).unwrap();
+        assert!(l.admit_target(7, 1, &policy, 10).await.is_ok());
+        assert!(l.admit_target(7, 1, &policy, 10).await.is_ok());
+        // Team 1 has its two of the four; its third is refused on its share, which leaves the credential's rate alone.
+        let d = l.admit_target(7, 1, &policy, 10).await.err().unwrap();
+        assert!(matches!(d, Denied::Rate { scope: Subject::ProviderTeam, what: "requests", .. }), "{d:?}");
+        assert!(l.admit_target(7, 2, &policy, 10).await.is_ok());
+        assert!(l.admit_target(7, 2, &policy, 10).await.is_ok());
+        let d = l.admit_target(7, 3, &policy, 10).await.err().unwrap();
+        assert!(matches!(d, Denied::Rate { scope: Subject::Provider, .. }), "the credential itself is full: {d:?}");
+        // 100% is no share at all; a share never rounds to nothing.
+        let whole = switchyard_shared::snapshot::TargetCaps { team_share_pct: Some(100), ..caps };
+        assert!(Policy::of_caps(&whole).unwrap().team_share.is_none());
+        let tiny = switchyard_shared::snapshot::TargetCaps { team_share_pct: Some(1), ..caps };
+        assert_eq!(Policy::of_caps(&tiny).unwrap().team_share.unwrap().rpm.map(|r| r.limit), Some(1));
     }
 
     #[tokio::test]
