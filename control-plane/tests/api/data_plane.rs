@@ -11,7 +11,7 @@ use switchyard_mock_provider::{Failure, MockConfig, MockHandle};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::helpers::{Backend, TestApp, expect_error, spawn_app};
-use crate::node::{TestNode, chat_body, spawn_node, spawn_node_with, start_mock};
+use crate::node::{TestNode, chat_body, spawn_node, spawn_node_with, start_mock, wait_until_ready};
 
 /// Two mocks behind one model `m`: `primary` at priority 0 and `secondary` at priority 1 (or both at 0).
 struct TwoTargets {
@@ -225,16 +225,7 @@ async fn sigterm_drains_a_running_stream_and_flushes_its_usage() {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e} (build all binaries: cargo build --bins)", binary.display()));
     let address = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(Instant::now() < deadline, "the node never became ready");
-        if let Ok(r) = reqwest::get(format!("{address}/readyz")).await
-            && r.status() == StatusCode::OK
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_ready(&address).await;
 
     let mut body = chat_body("m", true);
     body["mock"] = json!({ "chunks": 20, "chunk_delay_ms": 50 });

@@ -87,6 +87,20 @@ impl TestNode {
     }
 }
 
+/// Waits (up to 20 s) until a node started as a child process answers `GET /readyz` with 200.
+pub async fn wait_until_ready(address: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the node at {address} never became ready");
+        if let Ok(r) = reqwest::get(format!("{address}/readyz")).await
+            && r.status() == reqwest::StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn chat_body(model: &str, stream: bool) -> Value {
     json!({
         "model": model,

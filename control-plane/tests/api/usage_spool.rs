@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::data_plane::{free_port, sibling_binary};
 use crate::helpers::{Backend, TestApp, spawn_app};
-use crate::node::{chat_body, start_mock};
+use crate::node::{chat_body, start_mock, wait_until_ready};
 
 /// A TCP forwarder in front of the control plane that the test can close (cutting live connections and
 /// dropping new ones, as a stopped control plane would) and open again.
@@ -76,16 +76,7 @@ async fn start_named_node(control_plane: &str, node_token: &str, state_dir: &Pat
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e} (build all binaries: cargo build --bins)", binary.display()));
     let address = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(Instant::now() < deadline, "the node never became ready");
-        if let Ok(r) = reqwest::get(format!("{address}/readyz")).await
-            && r.status() == StatusCode::OK
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_ready(&address).await;
     ChildNode { child, address }
 }
 
