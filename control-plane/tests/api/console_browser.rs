@@ -168,8 +168,16 @@ async fn run(backend: Backend) {
     let secret = value_of(&browser, "#secret").await;
     assert!(secret.starts_with("sk-sy-"));
     click(&browser, "button[data-copy]").await;
-    let status = browser.find(Locator::Css("[data-copy-status]")).await.unwrap().text().await.unwrap();
-    assert_eq!(status, "Copied to the clipboard.");
+    // The clipboard write settles asynchronously (a promise on secure origins): wait for the status line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = browser.find(Locator::Css("[data-copy-status]")).await.unwrap().text().await.unwrap();
+        if status == "Copied to the clipboard." {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the copy button never reported: {status:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     shot(&browser, "04-key-created").await;
     goto(&browser, &app, &format!("/console/teams/{team_id}")).await;
     let source = browser.source().await.unwrap();
