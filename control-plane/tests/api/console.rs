@@ -231,6 +231,7 @@ async fn a_team_admin_of_one_team_cannot_reach_another(backend: Backend) {
         ("/console/teams".to_owned(), vec![("name", "Rogue")]),
         ("/console/providers".to_owned(), vec![("name", "rogue"), ("base_url", "http://127.0.0.1:1")]),
         ("/console/providers/1".to_owned(), vec![("name", "rogue"), ("base_url", "http://127.0.0.1:1")]),
+        ("/console/providers/from-preset".to_owned(), vec![("preset", "deepseek"), ("api_key", "sk-rogue")]),
         ("/console/models".to_owned(), vec![("name", "rogue")]),
         ("/console/models/1".to_owned(), vec![("name", "rogue")]),
         ("/console/models/1/delete".to_owned(), vec![]),
@@ -335,6 +336,26 @@ async fn operators_run_the_platform_from_the_console(backend: Backend) {
     .assert_redirect_to("/console/providers");
     let provider = app.list_providers().await.remove(0);
     assert!(provider.has_credential);
+
+    // A provider from a preset: the operator picks it and pastes the credential; a missing parameter is refused
+    // with a clear message and the form keeps what was typed (never the key).
+    let page = op.get("/console/providers").await;
+    page.assert_status(StatusCode::OK).assert_contains("Azure OpenAI").assert_contains("DeepSeek");
+    op.submit(
+        "/console/providers/from-preset",
+        &[("preset", "azure_openai"), ("name", "azure-east"), ("api_key", "az-secret-key"), ("params", "resource=r1")],
+    )
+    .await
+    .assert_status(StatusCode::BAD_REQUEST)
+    .assert_contains("deployment is required")
+    .assert_contains("azure-east")
+    .assert_contains("resource=r1");
+    op.submit("/console/providers/from-preset", &[("preset", "deepseek"), ("api_key", "sk-deepseek-secret")])
+        .await
+        .assert_redirect_to("/console/providers");
+    let deepseek = app.list_providers().await.into_iter().find(|p| p.name == "DeepSeek").unwrap();
+    assert_eq!(deepseek.base_url, "https://api.deepseek.com/v1");
+    assert!(deepseek.has_credential);
     let edit = op.get(&format!("/console/providers/{}", provider.id)).await;
     edit.assert_status(StatusCode::OK);
     assert!(!edit.body.contains("sk-upstream-secret"));

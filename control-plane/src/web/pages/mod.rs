@@ -56,6 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/teams/{team_id}/members/{user_id}/remove", web::post().to(team::remove_member))
             .route("/providers", web::get().to(providers::list))
             .route("/providers", web::post().to(providers::create))
+            .route("/providers/from-preset", web::post().to(providers::create_from_preset))
             .route("/providers/{id}", web::get().to(providers::edit))
             .route("/providers/{id}", web::post().to(providers::update))
             .route("/models", web::get().to(models::list))

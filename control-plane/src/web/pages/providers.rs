@@ -12,6 +12,7 @@ use super::format;
 use super::session::{Posted, Viewer};
 use super::view::{self, Chrome, FormErrors, ListNav, ListQuery};
 use crate::domain::listing;
+use crate::domain::provider_presets::{self, FromPreset, PRESETS};
 use crate::domain::providers::{self, Provider, ProviderInput};
 use crate::web::AppState;
 
@@ -23,6 +24,56 @@ pub struct ProvidersView {
     pub rows: Vec<ProviderRow>,
     pub form: ProviderForm,
     pub errors: FormErrors,
+    pub presets: Vec<PresetOption>,
+    pub preset_form: PresetForm,
+    pub preset_errors: FormErrors,
+}
+
+/// One choice of the "from a preset" form, with the parameters it takes spelled out for the hint.
+pub struct PresetOption {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub params: String,
+}
+
+/// The "from a preset" form: the preset fills base URL, kind and auth style; the operator pastes the credential.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct PresetForm {
+    #[serde(default)]
+    pub preset: String,
+    #[serde(default)]
+    pub name: String,
+    /// Never echoed back into the page.
+    #[serde(default)]
+    pub api_key: String,
+    /// `name=value`, one per line (e.g. Azure's `resource`, `deployment`, `api_version`).
+    #[serde(default)]
+    pub params: String,
+}
+
+impl PresetForm {
+    fn input(&self) -> FromPreset {
+        let params = self
+            .params
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .filter(|(k, _)| !k.is_empty())
+            .collect();
+        let name = Some(self.name.trim().to_owned()).filter(|n| !n.is_empty());
+        FromPreset { preset: self.preset.clone(), name, api_key: Some(self.api_key.clone()), params }
+    }
+}
+
+fn preset_options() -> Vec<PresetOption> {
+    PRESETS
+        .iter()
+        .map(|p| PresetOption {
+            id: p.id,
+            name: p.name,
+            params: p.params.iter().map(|q| q.name).collect::<Vec<_>>().join(", "),
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -93,12 +144,23 @@ async fn list_page(
     query: &ListQuery,
     form: ProviderForm,
     errors: FormErrors,
+    preset_form: PresetForm,
+    preset_errors: FormErrors,
 ) -> Result<ProvidersView, PageError> {
     let q = query.search();
     let paged = listing::providers(&state.store, &q, query.page()).await?;
     let nav = ListNav::new("/console/providers", "providers", "Search by name or URL", &q, &paged);
     let rows = paged.rows.into_iter().map(row).collect();
-    Ok(ProvidersView { chrome: Chrome::new(viewer, "providers"), nav, rows, form: form.without_secret(), errors })
+    Ok(ProvidersView {
+        chrome: Chrome::new(viewer, "providers"),
+        nav,
+        rows,
+        form: form.without_secret(),
+        errors,
+        presets: preset_options(),
+        preset_form: PresetForm { api_key: String::new(), ..preset_form },
+        preset_errors,
+    })
 }
 
 pub async fn list(
@@ -107,7 +169,17 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PageError> {
     viewer.require(viewer.is_operator())?;
-    view::ok(&list_page(&state, &viewer, &query, ProviderForm::default(), FormErrors::default()).await?)
+    let page = list_page(
+        &state,
+        &viewer,
+        &query,
+        ProviderForm::default(),
+        FormErrors::default(),
+        PresetForm::default(),
+        FormErrors::default(),
+    )
+    .await?;
+    view::ok(&page)
 }
 
 #[tracing::instrument(name = "console.providers.create", skip_all)]
@@ -124,7 +196,42 @@ pub async fn create(state: web::Data<AppState>, posted: Posted<ProviderForm>) ->
         Ok(_) => Ok(view::see_other("/console/providers")),
         Err(e) => {
             let errors = FormErrors::from_domain(e, |p| p)?;
-            let page = list_page(&state, &viewer, &ListQuery::default(), form, errors).await?;
+            let page = list_page(
+                &state,
+                &viewer,
+                &ListQuery::default(),
+                form,
+                errors,
+                PresetForm::default(),
+                FormErrors::default(),
+            )
+            .await?;
+            view::render(StatusCode::BAD_REQUEST, &page)
+        }
+    }
+}
+
+#[tracing::instrument(name = "console.providers.create_from_preset", skip_all)]
+pub async fn create_from_preset(
+    state: web::Data<AppState>,
+    posted: Posted<PresetForm>,
+) -> Result<HttpResponse, PageError> {
+    let Posted { viewer, form } = posted;
+    viewer.require(viewer.is_operator())?;
+    match provider_presets::create(&state.store, &viewer.actor(), form.input()).await {
+        Ok(_) => Ok(view::see_other("/console/providers")),
+        Err(e) => {
+            let errors = FormErrors::from_domain(e, |p| if p.starts_with("params.") { "params" } else { p })?;
+            let page = list_page(
+                &state,
+                &viewer,
+                &ListQuery::default(),
+                ProviderForm::default(),
+                FormErrors::default(),
+                form,
+                errors,
+            )
+            .await?;
             view::render(StatusCode::BAD_REQUEST, &page)
         }
     }
