@@ -291,7 +291,7 @@ fn data_payload(event: &[u8]) -> Option<&[u8]> {
 }
 
 /// Length of the first complete event (through its blank line), if there is one.
-fn first_event_len(buf: &[u8]) -> Option<usize> {
+pub(crate) fn first_event_len(buf: &[u8]) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
         let nl = from + i;

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 
 use super::ByteStream;
+use crate::streaming::first_event_len;
 
 /// One dialect's events turned into another's.
 pub(super) trait Translate: Unpin + Send + 'static {
@@ -31,7 +32,7 @@ impl<T: Translate> Translated<T> {
     }
 
     fn drain(&mut self, out: &mut Vec<u8>) {
-        while let Some(len) = event_len(&self.partial) {
+        while let Some(len) = first_event_len(&self.partial) {
             let event = self.partial.split_to(len);
             let (name, data) = parse_event(&event);
             if let Some(data) = data {
@@ -73,20 +74,6 @@ impl<T: Translate> Stream for Translated<T> {
             }
         }
     }
-}
-
-/// Length of the first complete event (through its blank line), if there is one.
-fn event_len(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
-        let nl = from + i;
-        match buf.get(nl + 1) {
-            Some(b'\n') => return Some(nl + 2),
-            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
-            _ => from = nl + 1,
-        }
-    }
-    None
 }
 
 /// The `event:` name and the `data:` lines (joined by newlines) of one event.
