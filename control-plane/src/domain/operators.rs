@@ -30,15 +30,6 @@ impl Operator {
     }
 }
 
-/// Finds the live operator token whose hash matches `presented`.
-pub async fn authenticate(store: &Store, presented: &str, now: DateTime<Utc>) -> Result<Operator, DomainError> {
-    let (op, role) = authenticate_user(store, presented, now).await?;
-    if role != ROLE_OPERATOR {
-        return Err(DomainError::Unauthenticated);
-    }
-    Ok(op)
-}
-
 /// Finds the live token whose hash matches `presented`, of an enabled user of any role; answers the token and
 /// the user's platform role.
 pub async fn authenticate_user(

@@ -1,5 +1,5 @@
 //! Who may call: users on the admin API (a bearer token looked up by hash — [`ApiCaller`] carries the token's
-//! user as a [`Principal`] with their role and teams, [`OperatorAuth`] admits operators only), data-plane nodes
+//! user as a [`Principal`] with their role and teams), data-plane nodes
 //! on the node API (the shared node token, compared in constant time before the body is read).
 
 use std::fmt;
@@ -18,7 +18,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::domain::access::Principal;
 use crate::domain::audit::Actor;
-use crate::domain::operators::{self, Operator};
+use crate::domain::operators;
 
 /// The bearer token of a request, if it has one.
 fn bearer(req: &HttpRequest) -> Option<&str> {
@@ -31,36 +31,6 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::Domain(crate::domain::DomainError::Internal("missing app state".into())))
-}
-
-/// An authenticated operator, extracted from `Authorization: Bearer <operator token>`.
-#[derive(Debug, Clone)]
-pub struct OperatorAuth(pub Operator);
-
-impl std::ops::Deref for OperatorAuth {
-    type Target = Operator;
-
-    fn deref(&self) -> &Operator {
-        &self.0
-    }
-}
-
-impl FromRequest for OperatorAuth {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let token = bearer(req).map(str::to_owned);
-        let state = state(req);
-        Box::pin(async move {
-            let token = token.ok_or(ApiError::Unauthorized("operator token"))?;
-            let state = state?;
-            operators::authenticate(&state.store, &token, Utc::now()).await.map(OperatorAuth).map_err(|e| match e {
-                crate::domain::DomainError::Unauthenticated => ApiError::Unauthorized("operator token"),
-                other => ApiError::Domain(other),
-            })
-        })
-    }
 }
 
 /// The caller of an admin API route: the user a token (bootstrap or personal access token) belongs to, with
