@@ -2,7 +2,8 @@
 //! a binary the image builds; every environment variable they set is one that binary reads (the `ENV_VARS`
 //! lists of the two config modules); ports, probes, Services, secrets, HPA and PDB refer to things that exist;
 //! and the Grafana dashboard and alert rules name only metrics the binaries export, as scraped from a live
-//! control plane and node after some traffic.
+//! control plane and node after some traffic; and the image's runtime contract (CMD, ENV, USER, HEALTHCHECK) run
+//! without an engine.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -460,3 +461,118 @@ async fn control_plane_readiness_follows_the_database() {
 }
 
 backend_tests!(dashboard_and_alerts_name_only_exported_metrics);
+
+/// The runtime stage of the Dockerfile (after its last `FROM`), read the way the engine reads it.
+#[derive(Debug, Default)]
+struct ImageRuntime {
+    env: Vec<(String, String)>,
+    user: Option<(u32, u32)>,
+    cmd: Vec<String>,
+    healthcheck: Vec<String>,
+}
+
+impl ImageRuntime {
+    fn parse(dockerfile: &str) -> Self {
+        // Join continuation lines, then keep what follows the last FROM.
+        let joined = dockerfile.replace("\\\n", " ");
+        let stage = joined.rsplit_once("\nFROM ").map_or(joined.as_str(), |(_, s)| s);
+        let json_array = |s: &str| -> Vec<String> {
+            serde_json::from_str(&s[s.find('[').expect("exec form")..]).expect("exec-form JSON array")
+        };
+        let mut image = Self::default();
+        for line in stage.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("ENV ") {
+                for pair in rest.split_whitespace() {
+                    let (k, v) = pair.split_once('=').expect("ENV k=v");
+                    image.env.push((k.to_owned(), v.to_owned()));
+                }
+            } else if let Some(rest) = line.strip_prefix("USER ") {
+                let (u, g) = rest.split_once(':').unwrap_or((rest, rest));
+                image.user = Some((u.trim().parse().expect("numeric uid"), g.trim().parse().expect("numeric gid")));
+            } else if let Some(rest) = line.strip_prefix("CMD ") {
+                image.cmd = json_array(rest);
+            } else if line.starts_with("HEALTHCHECK ") {
+                image.healthcheck = json_array(line.split_once(" CMD ").expect("HEALTHCHECK … CMD [..]").1);
+            }
+        }
+        image
+    }
+}
+
+/// No container engine runs on CI machines and no image registry is reachable, so the image itself is not built
+/// in the suite. This test runs the image's runtime contract instead: the default `CMD` with the image's `ENV`, as
+/// the image's numeric `USER`, with the binary copied the way the final stage copies it and the state directory
+/// owned by that user; the `HEALTHCHECK` command must then pass. Paths under `/var/lib/switchyard` map to a
+/// temporary directory and the listen port to a free one (no fixed ports in tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_cmd_and_healthcheck_work_as_its_non_root_user() {
+    use std::os::unix::fs::MetadataExt as _;
+    let image = ImageRuntime::parse(&read("Dockerfile"));
+    let (uid, gid) = image.user.expect("the runtime stage sets USER uid:gid");
+    assert_ne!(uid, 0, "the image must not run as root");
+    assert_eq!(image.cmd.first().map(String::as_str), Some(CONTROL_PLANE), "default command: {:?}", image.cmd);
+    assert_eq!(image.healthcheck.first().map(String::as_str), Some(CONTROL_PLANE), "{:?}", image.healthcheck);
+
+    let root = tempfile::tempdir().unwrap();
+    let bin_dir = root.path().join("usr-local-bin");
+    let state = root.path().join("var-lib-switchyard");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let bin = bin_dir.join(CONTROL_PLANE);
+    std::fs::copy(env!("CARGO_BIN_EXE_switchyard-control-plane"), &bin).unwrap();
+    // As root (CI), drop to the image's user exactly; otherwise the current (non-root) user stands in for it.
+    let as_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    if as_root {
+        for dir in [root.path(), bin_dir.as_path(), state.as_path()] {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
+        }
+        std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let localise = |v: &str| -> String {
+        let v = v.replace("/var/lib/switchyard", state.to_str().unwrap());
+        if v.starts_with("0.0.0.0:8081") {
+            format!("127.0.0.1:{port}")
+        } else {
+            v.replace(":8081/", &format!(":{port}/"))
+        }
+    };
+    let command = |argv: &[String]| {
+        let mut c = tokio::process::Command::new(&bin);
+        c.args(argv[1..].iter().map(|a| localise(a))).env_clear().current_dir(&state).kill_on_drop(true);
+        c.env("RUST_LOG", "warn").env("PATH", "/usr/bin:/bin");
+        for (k, v) in &image.env {
+            c.env(k, localise(v));
+        }
+        if as_root {
+            c.uid(uid).gid(gid);
+        }
+        c
+    };
+    let mut server = command(&image.cmd).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let check = command(&image.healthcheck).output().await.unwrap();
+        if check.status.success() {
+            break;
+        }
+        if let Ok(Some(status)) = server.try_wait() {
+            panic!("the image's CMD exited: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "HEALTHCHECK never passed: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The embedded default wrote its database and generated secrets into the state directory, owned by the user.
+    let written: Vec<_> = std::fs::read_dir(&state).unwrap().map(|e| e.unwrap()).collect();
+    assert!(!written.is_empty(), "nothing written to the state directory");
+    if as_root {
+        for entry in &written {
+            assert_eq!(entry.metadata().unwrap().uid(), uid, "{:?} is not owned by the image user", entry.path());
+        }
+    }
+    server.kill().await.unwrap();
+}
