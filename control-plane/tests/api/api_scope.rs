@@ -34,6 +34,7 @@ fn body_for(type_name: &str) -> Option<Value> {
     match type_name {
         "" => None,
         "NewTeam" => Some(json!({ "name": "Rogue" })),
+        "TeamUpdate" => Some(json!({ "markup_bp": -5_000 })),
         "NewKey" => Some(json!({ "name": "stolen" })),
         "Rotation" => Some(json!({ "grace_until": Utc::now() + chrono::Duration::hours(1) })),
         "Limits" => Some(json!({ "rpm": 1 })),
