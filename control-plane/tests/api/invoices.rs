@@ -148,6 +148,18 @@ async fn invoices_match_hand_computed_lines_and_reconcile(backend: Backend) {
     let mia_token = mia.submit("/console/account/tokens", &[("name", "mia")]).await.secret();
     let member = get_as(&app, &mia_token, &format!("/teams/{a}/invoices/2026-10")).await;
     assert_eq!(member.status(), StatusCode::FORBIDDEN);
+
+    // Issuing freezes exactly the hand-computed lines, and the month still reconciles.
+    let issued: Invoice =
+        expect_json(app.api_post(&format!("/teams/{a}/invoices/2026-10/issue"), &json!({})).await, StatusCode::CREATED)
+            .await;
+    assert_eq!(lines(&issued), lines(&inv_a));
+    assert_eq!((issued.total_micros, issued.number.as_deref()), (7_288, Some("INV-000001")));
+    let rec: Value = expect_json(app.api_get("/reconciliation?month=2026-10").await, StatusCode::OK).await;
+    assert_eq!(
+        (&rec["issued_micros"], &rec["unbilled_micros"], &rec["difference_micros"]),
+        (&json!(7_288), &json!(8_600), &json!(0))
+    );
 }
 
 /// The rows of an invoice CSV: every row but the `total` row sums to the `total` row's amount.
@@ -177,6 +189,22 @@ async fn priced_app(backend: Backend) -> (TestApp, ConsoleSession, i64, i64) {
     )
     .await;
     (app, op, a, b)
+}
+
+trait SecondReplica {
+    async fn second_replica_for_invoices(&self) -> TestApp;
+}
+
+impl SecondReplica for TestApp {
+    /// Another control plane on the same database and secrets.
+    async fn second_replica_for_invoices(&self) -> TestApp {
+        crate::helpers::spawn_app_with(self.database.clone(), |s: &mut switchyard_control_plane::Settings| {
+            s.encryption_key = self.settings.encryption_key.clone();
+            s.node_token = self.settings.node_token.clone();
+            s.bootstrap_operator_token = self.settings.bootstrap_operator_token.clone();
+        })
+        .await
+    }
 }
 
 async fn patch(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
@@ -486,8 +514,39 @@ async fn finance_issues_and_team_admins_read_only_their_own(backend: Backend) {
     mia.get(&format!("/console/teams/{a}/invoices/2026-10")).await.assert_status(StatusCode::FORBIDDEN);
 }
 
+/// Two replicas issue eight teams' invoices at once, each team's twice (once through each replica): every team
+/// gets exactly one invoice, the other request a 409, and the numbers are 1..=8 with no gap and no repeat.
+async fn concurrent_issues_on_two_replicas_number_without_gaps(backend: Backend) {
+    let (app, op, a, b) = priced_app(backend).await;
+    let mut team_ids = vec![a, b];
+    for i in 0..6 {
+        team_ids.push(op.create_team(&format!("Team {i}")).await);
+    }
+    post(&app, team_ids.iter().map(|t| usage_record(*t, 1, "alpha", at(10, 3, 9), 100, 0, 1)).collect()).await;
+    let replica = app.second_replica_for_invoices().await;
+    let calls = team_ids.iter().flat_map(|t| {
+        let path = format!("/teams/{t}/invoices/2026-10/issue");
+        [(&app, path.clone()), (&replica, path)]
+    });
+    let answers = futures_util::future::join_all(calls.map(|(app, path)| async move {
+        let res = app.api_post(&path, &json!({})).await;
+        (res.status(), res.json::<Value>().await.unwrap())
+    }))
+    .await;
+    let mut numbers: Vec<String> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .map(|(_, v)| v["number"].as_str().unwrap().to_owned())
+        .collect();
+    let conflicts = answers.iter().filter(|(s, _)| *s == StatusCode::CONFLICT).count();
+    assert_eq!((numbers.len(), conflicts), (8, 8), "{answers:?}");
+    numbers.sort();
+    assert_eq!(numbers, (1..=8).map(|n| format!("INV-{n:06}")).collect::<Vec<_>>());
+}
+
 backend_tests!(
     invoices_match_hand_computed_lines_and_reconcile,
+    concurrent_issues_on_two_replicas_number_without_gaps,
     issuing_freezes_numbers_sequentially_and_carries_late_usage,
     a_discount_is_rounded_once_and_frozen_with_the_invoice,
     finance_issues_and_team_admins_read_only_their_own,
