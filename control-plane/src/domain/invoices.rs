@@ -427,11 +427,6 @@ pub async fn get(store: &Store, team_id: i64, month: Month) -> Result<Invoice, D
     compute_draft(&store.db, store, &team, month).await
 }
 
-/// The draft invoice of a team for a month (the issued document if it was issued).
-pub async fn draft(store: &Store, team_id: i64, month: Month) -> Result<Invoice, DomainError> {
-    get(store, team_id, month).await
-}
-
 /// Issues a team's invoice for a month that has ended in the reporting zone: freezes the draft as it is at this
 /// instant, with the next number of the deployment-wide sequence, in one transaction that also stores the lines
 /// by usage month and the audit row. The counter row is taken first, so issuers queue on it (across replicas)
@@ -466,6 +461,12 @@ pub async fn issue(
         .await?
         .ok_or_else(|| DomainError::Internal("the invoice_counter row is missing".into()))?
         .last_seq;
+    // The team as of this transaction, so the discount/markup frozen is the one in force at the instant of issue.
+    let team: teams::Team = crate::entities::teams::Entity::find_by_id(team.id)
+        .one(&txn)
+        .await?
+        .ok_or(DomainError::NotFound("team"))?
+        .into();
     let mut doc = compute_draft(&txn, store, &team, month).await?;
     let number = format!("INV-{seq:06}");
     doc.status = "issued".to_owned();

@@ -511,6 +511,9 @@ async fn finance_issues_and_team_admins_read_only_their_own(backend: Backend) {
     let overview = mia.get("/console").await;
     assert!(!overview.body.contains("/console/invoices"), "member nav: {}", overview.body);
     mia.get("/console/invoices").await.assert_status(StatusCode::FORBIDDEN);
+    let team_page = mia.get(&format!("/console/teams/{a}")).await;
+    assert!(!team_page.body.contains("billing-h"), "members see no billing: {}", team_page.body);
+    ann.get(&format!("/console/teams/{a}")).await.assert_contains("billing-h").assert_contains("Invoice for ");
     mia.get(&format!("/console/teams/{a}/invoices/2026-10")).await.assert_status(StatusCode::FORBIDDEN);
 }
 

@@ -57,6 +57,10 @@ pub struct TeamView {
     /// The team's invoice discount (negative) or markup, basis points; operators change it.
     pub markup_bp: i32,
     pub can_set_markup: bool,
+    /// Operators, finance and the team's admins see its billing (discount/markup, invoices).
+    pub show_billing: bool,
+    /// The last month that has ended, for the link to its invoice.
+    pub last_month: String,
 }
 
 pub struct MemberRow {
@@ -243,6 +247,8 @@ async fn page(
         me: viewer.user.id,
         markup_bp: team.markup_bp,
         can_set_markup: viewer.is_operator(),
+        show_billing: viewer.sees_all_teams() || viewer.team_role(team.id) == Some(TeamRole::Admin),
+        last_month: crate::domain::invoices::Month::containing(store, now).previous().to_string(),
     })
 }
 
