@@ -1,7 +1,7 @@
 //! Teams: the tenants. A team has a display name and a unique URL-safe slug.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait as _, EntityTrait as _, QueryOrder as _, Set};
+use sea_orm::{ActiveModelTrait as _, EntityTrait as _, IntoActiveModel as _, QueryOrder as _, Set};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Actor, AuditEntry};
@@ -18,12 +18,29 @@ pub struct Team {
     pub name: String,
     pub slug: String,
     pub created_at: DateTime<Utc>,
+    /// Discount (negative) or markup (positive) on the team's invoices, in basis points of the subtotal
+    /// (`-1000` = 10 % off). Set by an operator; an issued invoice keeps the rate it was issued with.
+    #[serde(default)]
+    pub markup_bp: i32,
 }
 
 impl From<teams::Model> for Team {
     fn from(m: teams::Model) -> Self {
-        Self { id: m.id, name: m.name, slug: m.slug, created_at: m.created_at }
+        Self { id: m.id, name: m.name, slug: m.slug, created_at: m.created_at, markup_bp: m.markup_bp }
     }
+}
+
+/// The most a discount takes off (100 %) and the most a markup adds (1000 %), in basis points.
+pub const MARKUP_BP_RANGE: std::ops::RangeInclusive<i32> = -10_000..=100_000;
+
+/// A change to a team; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TeamUpdate {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Basis points: negative = discount, positive = markup, 0 = none.
+    #[serde(default)]
+    pub markup_bp: Option<i32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +110,7 @@ pub async fn create(store: &Store, actor: &Actor, new: NewTeam) -> Result<Team, 
         name: Set(name),
         slug: Set(slug.as_str().to_owned()),
         created_at: Set(Utc::now()),
+        markup_bp: Set(0),
         ..Default::default()
     }
     .insert(&*change)
@@ -100,6 +118,40 @@ pub async fn create(store: &Store, actor: &Actor, new: NewTeam) -> Result<Team, 
     .map_err(|e| DomainError::on_unique(e, || format!("a team with slug `{}` already exists", slug.as_str())))?;
     let entry =
         AuditEntry::new("team.create", "team", team.id, serde_json::json!({ "name": team.name, "slug": team.slug }));
+    change.commit(store, actor, entry).await?;
+    Ok(team.into())
+}
+
+/// Renames a team and/or sets its invoice discount or markup (operators).
+pub async fn update(store: &Store, actor: &Actor, id: i64, update: TeamUpdate) -> Result<Team, DomainError> {
+    let name = update.name.as_deref().map(parse_name).transpose()?;
+    if let Some(bp) = update.markup_bp.filter(|bp| !MARKUP_BP_RANGE.contains(bp)) {
+        return Err(DomainError::invalid(
+            "markup_bp",
+            format!(
+                "markup_bp must be between {} (100 % discount) and {} (1000 % markup); got {bp}",
+                MARKUP_BP_RANGE.start(),
+                MARKUP_BP_RANGE.end()
+            ),
+        ));
+    }
+    let change = Change::begin(store).await?;
+    let row = teams::Entity::find_by_id(id).one(&*change).await?.ok_or(DomainError::NotFound("team"))?;
+    let before = (row.name.clone(), row.markup_bp);
+    let mut active = row.into_active_model();
+    if let Some(name) = name {
+        active.name = Set(name);
+    }
+    if let Some(bp) = update.markup_bp {
+        active.markup_bp = Set(bp);
+    }
+    let team = active.update(&*change).await?;
+    let entry = AuditEntry::new(
+        "team.update",
+        "team",
+        team.id,
+        serde_json::json!({ "name": [before.0, team.name], "markup_bp": [before.1, team.markup_bp] }),
+    );
     change.commit(store, actor, entry).await?;
     Ok(team.into())
 }

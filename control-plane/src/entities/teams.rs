@@ -11,6 +11,8 @@ pub struct Model {
     #[sea_orm(unique)]
     pub slug: String,
     pub created_at: DateTimeUtc,
+    /// Discount (negative) or markup (positive) applied to the team's invoice subtotals, in basis points.
+    pub markup_bp: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -34,6 +34,7 @@ fn body_for(type_name: &str) -> Option<Value> {
     match type_name {
         "" => None,
         "NewTeam" => Some(json!({ "name": "Rogue" })),
+        "TeamUpdate" => Some(json!({ "markup_bp": -5_000 })),
         "NewKey" => Some(json!({ "name": "stolen" })),
         "Rotation" => Some(json!({ "grace_until": Utc::now() + chrono::Duration::hours(1) })),
         "Limits" => Some(json!({ "rpm": 1 })),
@@ -104,6 +105,10 @@ async fn a_team_admins_token_cannot_touch_another_team_on_any_route(backend: Bac
     assert_eq!(keys_b.len(), 1);
     assert!(keys_b[0].revoked_at.is_none() && keys_b[0].expires_at.is_none());
     assert_eq!(app.get_limits(&format!("/teams/{b}")).await.limits.rpm, Some(50));
+    let team_b: Value = expect_json(app.api_get(&format!("/teams/{b}")).await, StatusCode::OK).await;
+    assert_eq!(team_b["markup_bp"], 0, "{team_b}");
+    let invoices: Vec<Value> = expect_json(app.api_get("/invoices?month=2026-11").await, StatusCode::OK).await;
+    assert!(invoices.iter().all(|i| i["status"] == "draft"), "{invoices:?}");
     assert_eq!(app.list_teams().await.len(), 2);
     assert_eq!(app.list_models().await.len(), 1);
     assert_eq!(app.list_providers().await.len(), 1);

@@ -54,6 +54,9 @@ admin_routes! {
     post "/teams" => teams::create, 201, "operator", "Create a team.", query [], body "NewTeam";
     get "/teams" => teams::list, 200, "any user: the teams they can see", "List teams.", query [], body "";
     get "/teams/{id}" => teams::get, 200, "operator, finance, team members", "Show a team.", query [], body "";
+    patch "/teams/{id}" => teams::update, 200, "operator",
+        "Rename a team or set its invoice discount/markup (`markup_bp`: basis points, negative = discount).",
+        query [], body "TeamUpdate";
     post "/teams/{id}/keys" => keys::issue, 201, "operator, team admin, team member",
         "Issue an API key; the answer holds the secret, once.", query [], body "NewKey";
     get "/teams/{id}/keys" => keys::list, 200, "operator, finance, team admin (all keys), team member (own keys)",
@@ -97,11 +100,19 @@ admin_routes! {
     get "/usage/rollups/check" => rollups::check, 200, "operator",
         "Recompute the usage rollups from the raw records and list any difference.", query [], body "";
     get "/teams/{id}/invoices/{month}.csv" => invoices::csv, 200, "operator, finance, team admin",
-        "A team's draft invoice for a calendar month (`yyyy-mm`, reporting time zone) as CSV: a row per line item \
-        and a total row.", query [], body "";
+        "A team's invoice for a calendar month (`yyyy-mm`, reporting time zone) as CSV: a row per line item \
+        (usage and late-usage adjustments), a markup row when there is a discount or markup, and a total row.",
+        query [], body "";
     get "/teams/{id}/invoices/{month}" => invoices::get, 200, "operator, finance, team admin",
-        "A team's draft invoice for a calendar month (`yyyy-mm`, reporting time zone): lines per model and price \
-        version, subtotal, total.", query [], body "";
+        "A team's invoice for a calendar month (`yyyy-mm`, reporting time zone): the issued document as stored, or \
+        the live draft: lines per model and price version, adjustments, subtotal, discount/markup, total.",
+        query [], body "";
+    post "/teams/{id}/invoices/{month}/issue" => invoices::issue, 201, "operator, finance",
+        "Issue (freeze) a team's invoice for a month that has ended: numbered `INV-000001`… gap-free, immutable; \
+        409 if already issued or the month has not ended.", query [], body "";
+    get "/invoices" => invoices::list, 200, "operator, finance (every team); team admin (own teams)",
+        "Every visible team's invoice for `month` (yyyy-mm): status draft/issued, number, totals.",
+        query ["month", "team_id"], body "";
     get "/reconciliation" => invoices::reconcile, 200, "operator, finance",
         "Every team's invoice totals for `month` (yyyy-mm) against the sum of the month's costed usage records.",
         query ["month"], body "";

@@ -1,8 +1,8 @@
-//! `/api/v1/teams`: create (operators), list (the teams the caller can see), show.
+//! `/api/v1/teams`: create and update (operators), list (the teams the caller can see), show.
 
 use actix_web::{HttpResponse, web};
 
-use crate::domain::teams::{self, NewTeam};
+use crate::domain::teams::{self, NewTeam, TeamUpdate};
 use crate::web::AppState;
 use crate::web::auth::ApiCaller;
 use crate::web::error::ApiError;
@@ -29,4 +29,16 @@ pub async fn list(state: web::Data<AppState>, caller: ApiCaller) -> Result<HttpR
 pub async fn get(state: web::Data<AppState>, caller: ApiCaller, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     caller.visible_team(*id)?;
     Ok(HttpResponse::Ok().json(teams::get(&state.store, *id).await?))
+}
+
+#[tracing::instrument(name = "teams.update", skip_all, fields(team_id = *id, actor = %caller.token_prefix))]
+pub async fn update(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    id: web::Path<i64>,
+    body: web::Json<TeamUpdate>,
+) -> Result<HttpResponse, ApiError> {
+    caller.visible_team(*id)?;
+    caller.require(caller.is_operator())?;
+    Ok(HttpResponse::Ok().json(teams::update(&state.store, &caller.actor(), *id, body.into_inner()).await?))
 }

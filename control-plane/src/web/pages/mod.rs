@@ -10,6 +10,7 @@ pub mod charts;
 pub mod error;
 pub mod format;
 pub mod invites;
+pub mod invoices;
 pub mod login;
 pub mod models;
 pub mod nodes;
@@ -54,6 +55,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/teams/{team_id}/invites", web::post().to(team::invite))
             .route("/teams/{team_id}/members/{user_id}", web::post().to(team::set_member_role))
             .route("/teams/{team_id}/members/{user_id}/remove", web::post().to(team::remove_member))
+            .route("/teams/{team_id}/markup", web::post().to(team::set_markup))
+            .route("/teams/{team_id}/invoices/{month}", web::get().to(invoices::show))
+            .route("/invoices", web::get().to(invoices::list))
+            .route("/invoices/{team_id}/{month}/issue", web::post().to(invoices::issue))
             .route("/providers", web::get().to(providers::list))
             .route("/providers", web::post().to(providers::create))
             .route("/providers/from-preset", web::post().to(providers::create_from_preset))

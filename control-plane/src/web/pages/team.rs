@@ -54,6 +54,13 @@ pub struct TeamView {
     pub invite_errors: FormErrors,
     pub roles: [TeamRole; 3],
     pub me: i64,
+    /// The team's invoice discount (negative) or markup, basis points; operators change it.
+    pub markup_bp: i32,
+    pub can_set_markup: bool,
+    /// Operators, finance and the team's admins see its billing (discount/markup, invoices).
+    pub show_billing: bool,
+    /// The last month that has ended, for the link to its invoice.
+    pub last_month: String,
 }
 
 pub struct MemberRow {
@@ -238,6 +245,10 @@ async fn page(
         invite_errors,
         roles: TeamRole::ALL,
         me: viewer.user.id,
+        markup_bp: team.markup_bp,
+        can_set_markup: viewer.is_operator(),
+        show_billing: viewer.sees_all_teams() || viewer.team_role(team.id) == Some(TeamRole::Admin),
+        last_month: crate::domain::invoices::Month::containing(store, now).previous().to_string(),
     })
 }
 
@@ -496,4 +507,31 @@ pub async fn remove_member(
     viewer.require(viewer.can_manage_members(team.id))?;
     memberships::remove(&state.store, &viewer.actor(), team.id, user_id).await?;
     Ok(view::see_other(&format!("/console/teams/{}#members", team.id)))
+}
+
+#[derive(Deserialize)]
+pub struct MarkupForm {
+    #[serde(default)]
+    markup_bp: String,
+}
+
+/// Sets the team's invoice discount or markup (operators): basis points, negative = discount.
+#[tracing::instrument(name = "console.team.markup", skip_all, fields(team_id = path.0))]
+pub async fn set_markup(
+    state: web::Data<AppState>,
+    path: web::Path<(i64,)>,
+    posted: Posted<MarkupForm>,
+) -> Result<HttpResponse, PageError> {
+    let Posted { viewer, form } = posted;
+    let team = visible_team(&state, &viewer, path.0).await?;
+    viewer.require(viewer.is_operator())?;
+    let bp: i32 = form.markup_bp.trim().parse().map_err(|_| {
+        PageError::BadRequest("Enter the discount or markup as whole basis points, e.g. -1000 for 10 % off.".into())
+    })?;
+    let update = teams::TeamUpdate { name: None, markup_bp: Some(bp) };
+    match teams::update(&state.store, &viewer.actor(), team.id, update).await {
+        Ok(_) => Ok(view::see_other(&format!("/console/teams/{}#billing", team.id))),
+        Err(crate::domain::DomainError::Invalid { message, .. }) => Err(PageError::BadRequest(message)),
+        Err(e) => Err(e.into()),
+    }
 }

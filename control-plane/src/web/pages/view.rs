@@ -22,6 +22,8 @@ pub struct Chrome {
     pub section: &'static str,
     pub operator: bool,
     pub sees_all: bool,
+    /// Operators, finance and team admins read invoices.
+    pub invoices: bool,
 }
 
 impl Chrome {
@@ -34,6 +36,8 @@ impl Chrome {
             section,
             operator: viewer.is_operator(),
             sees_all: viewer.sees_all_teams(),
+            invoices: viewer.sees_all_teams()
+                || viewer.teams.values().any(|r| *r == crate::domain::memberships::TeamRole::Admin),
         }
     }
 
@@ -47,6 +51,7 @@ impl Chrome {
             section: "",
             operator: false,
             sees_all: false,
+            invoices: false,
         }
     }
 
