@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone as _, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Timelike as _, Utc};
 use sea_orm::{
     AccessMode, ColumnTrait as _, Condition, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
     EntityTrait as _, IsolationLevel, QueryFilter as _, QueryOrder as _, QuerySelect as _, TransactionTrait as _,
@@ -213,8 +213,8 @@ impl Export {
         };
         let _ = write!(out, "{},", r.id);
         text(out, &r.request_id);
-        text(out, &r.started_at.to_rfc3339_opts(SecondsFormat::Micros, true));
-        text(out, &r.received_at.to_rfc3339_opts(SecondsFormat::Micros, true));
+        timestamp(out, r.started_at);
+        timestamp(out, r.received_at);
         num(out, Some(r.team_id));
         text(out, self.team_names.get(&r.team_id).map_or("", String::as_str));
         num(out, Some(r.key_id));
@@ -240,6 +240,21 @@ impl Export {
     }
 }
 
+/// RFC 3339 in UTC with microseconds (`2026-10-01T00:00:00.000000Z`), written in place: two per row.
+fn timestamp(out: &mut String, t: DateTime<Utc>) {
+    let micros = (t.nanosecond() / 1_000).min(999_999);
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{micros:06}Z,",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +270,14 @@ mod tests {
         assert_eq!(berlin.end.to_rfc3339(), "2026-07-31T22:00:00+00:00");
         assert!(ExportRange::month(Zone::parse("UTC").unwrap(), "2026-13", None).is_err());
         assert!(ExportRange::between(utc.end, utc.start, None).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let mut out = String::new();
+        let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::microseconds(6);
+        timestamp(&mut out, t);
+        assert_eq!(out, "2026-01-02T03:04:05.000006Z,");
+        assert_eq!(&out[..out.len() - 1], t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
     }
 }
