@@ -6,6 +6,7 @@ pub mod args;
 pub mod client;
 pub mod console;
 pub mod fakecp;
+pub mod finance;
 pub mod hist;
 pub mod ingest;
 pub mod load;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use switchyard_bench::args::Args;
 use switchyard_bench::procstat::Watched;
-use switchyard_bench::{client, console, ingest, load, relay, seed, snapshot, suite};
+use switchyard_bench::{client, console, finance, ingest, load, relay, seed, snapshot, suite};
 
 const USAGE: &str = "usage: switchyard-bench <command> [flags]   (see BENCHMARKS.md; bench/run drives them all)
 
@@ -27,6 +27,9 @@ const USAGE: &str = "usage: switchyard-bench <command> [flags]   (see BENCHMARKS
               [--cp-pid P] [--out FILE]
   console     --cp URL --email E --password P [--team-id N] [--model-id N] [--provider-id N] [--runs N]
               [--records N] [--out FILE]               time every main console page (seed the database first)
+  finance     --cp URL --operator-token T --database-url postgres://... [--cp-pid P] [--teams N] [--records N]
+              [--keys-per-team N] [--month yyyy-mm] [--concurrency N] [--out FILE]
+                                                       seed a month in Postgres; time invoices, reconciliation, export
   (flag --threads N before or after the command: load generator worker threads, default 2)";
 
 fn main() -> anyhow::Result<()> {
@@ -172,6 +175,20 @@ async fn run(command: &str, args: &Args) -> anyhow::Result<()> {
                 records: args.parsed("records")?.unwrap_or(0),
             };
             write_out(args, &console::run(&cfg).await?)?;
+        }
+        "finance" => {
+            let cfg = finance::FinanceConfig {
+                cp: client::addr_of(args.req("cp")?)?,
+                operator_token: args.req("operator-token")?.to_owned(),
+                database_url: args.req("database-url")?.to_owned(),
+                cp_pid: args.parsed("cp-pid")?,
+                teams: args.parsed("teams")?.unwrap_or(1000),
+                keys_per_team: args.parsed("keys-per-team")?.unwrap_or(5),
+                records: args.parsed("records")?.unwrap_or(10_000_000),
+                month: args.opt("month").map(str::to_owned),
+                concurrency: args.parsed("concurrency")?.unwrap_or(4),
+            };
+            write_out(args, &finance::run(&cfg).await?)?;
         }
         other => bail!("unknown command `{other}`\n{USAGE}"),
     }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod change;
 pub mod csrf;
+pub mod csv;
 pub mod dashboard;
 pub mod encryption_rotation;
 pub mod error;
@@ -34,6 +35,7 @@ pub mod snapshot;
 pub mod spend;
 pub mod teams;
 pub mod usage;
+pub mod usage_export;
 
 use sea_orm::DatabaseConnection;
 use switchyard_shared::period::Zone;

@@ -14,3 +14,4 @@ pub mod rollups;
 pub mod routes;
 pub mod teams;
 pub mod usage;
+pub mod usage_export;

@@ -5,7 +5,9 @@
 
 use actix_web::web;
 
-use super::{alerts, invoices, keys, limits, models, nodes, openapi, prices, providers, rollups, teams, usage};
+use super::{
+    alerts, invoices, keys, limits, models, nodes, openapi, prices, providers, rollups, teams, usage, usage_export,
+};
 
 /// One documented route of `/api/v1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,10 @@ admin_routes! {
     get "/usage" => usage::query, 200, "operator, finance; others pass one of their teams",
         "Usage records, newest first, with totals.",
         query ["team_id", "key_id", "model", "from", "to", "limit", "before_id"], body "";
+    get "/usage/export.csv" => usage_export::csv, 200, "operator, finance; team admin for her own team",
+        "The raw usage records of a calendar month (`month=yyyy-mm`, reporting time zone) or of `[from, to)` \
+        (RFC 3339) as CSV, one row per record, streamed; `team_id` narrows it to one team (required for team \
+        admins).", query ["month", "team_id", "from", "to"], body "";
     get "/usage/rollups/check" => rollups::check, 200, "operator",
         "Recompute the usage rollups from the raw records and list any difference.", query [], body "";
     get "/teams/{id}/invoices/{month}.csv" => invoices::csv, 200, "operator, finance, team admin",
