@@ -1,12 +1,14 @@
 //! The durable usage spool: an append-only file of usage records (one JSON object per line) in the node's state
 //! directory, between the request path's in-memory queue and the control plane.
 //!
-//! - The reporter appends what it drained from the queue on every tick (one `write` per tick, no fsync per
-//!   request); the sender reads from the acknowledged offset, posts the lines as they are (no re-parse), and
-//!   advances the offset once the control plane acknowledges them.
+//! - Each request appends its own record ([`Spool::append_one`]: one `write` of one line under a short lock, no
+//!   fsync) before its client gets the end of the response; the reporter's appender appends, in one write, the
+//!   records whose own write failed. The sender reads from the acknowledged offset, posts the lines as they are
+//!   (no re-parse), and advances the offset once the control plane acknowledges them. A failed write is cut back
+//!   off the file, so it never holds a torn line between whole ones.
 //! - Acknowledged bytes are reclaimed: the file is truncated when everything in it is acknowledged, and the
 //!   unacknowledged tail is copied to a fresh file when the acknowledged prefix grows past [`COMPACT_MIN`] bytes
-//!   and past the tail.
+//!   and past the tail (the bulk copied outside the lock, only what was appended meanwhile under it).
 //! - At open, the file is replayed from the start in order. A torn last line (a crash mid-write) or a line that
 //!   is not a record is dropped and logged. Records already acknowledged before a crash may be sent again; the
 //!   control plane ingests by record id, so that never double-counts.
