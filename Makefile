@@ -1,7 +1,7 @@
 # One task runner for people and CI (`.ci/run` calls `make test`).
 #   make run    start the control plane, one data-plane node and a mock upstream on SQLite (the quickstart)
 #   make test   check services, then formatting, lints and every test suite (SQLite and Postgres)
-#   make fault  the fault scenario with a 30 s control-plane outage (the test suite runs it with 3 s)
+#   make fault  the fault scenarios (control plane, Postgres, node SIGKILL, upstream, Redis) with 30 s faults
 
 CARGO ?= cargo
 
@@ -26,9 +26,11 @@ test: services lint
 		$(CARGO) test --workspace --all-targets --no-fail-fast; \
 	fi
 
-# Steady load through two nodes; the control plane unreachable for 30 s; one node SIGKILLed and restarted
-# halfway. Prints requests served, usage records stored, lost and duplicated.
+# The fault script (control-plane/tests/api/faults.rs) with 30 s faults, one scenario after the other: steady load
+# through two nodes while the control plane is unreachable, its Postgres (a private cluster) stopped, one node
+# SIGKILLed and restarted, the upstream failing (500s, hangs, garbage, cut streams), Redis stopped. Each prints
+# `fault=<name> served=N stored=N lost=0 duplicated=0`. The test suite runs the same scenarios with 3 s faults.
 fault:
 	$(CARGO) build --bins
-	SWITCHYARD_FAULT_OUTAGE_SECS=30 $(CARGO) test -p switchyard-control-plane --test api \
-		usage_spool::fault_ -- --nocapture
+	SWITCHYARD_FAULT_OUTAGE_SECS=30 $(CARGO) test -p switchyard-control-plane --test api faults:: -- \
+		--nocapture --test-threads=1

@@ -62,11 +62,22 @@ impl Usage {
 
 /// The usage of a whole (non-streamed) response body, wherever the endpoint puts it.
 pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
+    body_usage(body).flatten()
+}
+
+/// Like [`usage_of_body`], but `None` when the body is not a JSON object at all (serde reads the whole body
+/// either way, so telling the two apart costs nothing).
+pub fn body_usage(body: &[u8]) -> Option<Option<Usage>> {
     #[derive(serde::Deserialize)]
     struct WithUsage {
         usage: Option<Usage>,
     }
-    serde_json::from_slice::<WithUsage>(body).ok()?.usage
+    match serde_json::from_slice::<WithUsage>(body) {
+        Ok(w) => Some(w.usage),
+        // A `usage` member of an unexpected shape is still a JSON answer: relayed, unmetered.
+        Err(e) if e.is_data() => Some(None),
+        Err(_) => None,
+    }
 }
 
 /// Everything about a request known when it is admitted; turned into a record when it ends.
@@ -149,6 +160,15 @@ mod tests {
     fn classes(body: &str) -> (u64, u64, u64, u64, u64) {
         let u = usage_of_body(body.as_bytes()).unwrap();
         (u.prompt_tokens, u.completion_tokens, u.cached_input_tokens(), u.cache_write_tokens(), u.reasoning_tokens())
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_told_apart_from_one_without_usage() {
+        assert!(body_usage(b"<html>bad gateway</html>").is_none());
+        assert!(body_usage(b"{\"id\":\"x\",\"choices\":[").is_none(), "a cut body");
+        assert!(matches!(body_usage(b"{\"id\":\"x\"}"), Some(None)));
+        assert!(matches!(body_usage(b"{\"usage\":\"odd\"}"), Some(None)));
+        assert_eq!(body_usage(b"{\"usage\":{\"prompt_tokens\":2}}").flatten().unwrap().prompt_tokens, 2);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub struct Metrics {
     pub usage_report_failures: IntCounter,
     pub usage_dropped: IntCounter,
     pub usage_spooled: IntCounter,
+    pub usage_spool_write_failures: IntCounter,
     usage_spool_bytes: IntGauge,
     usage_spool_limit: IntGauge,
     snapshot_version: IntGauge,
@@ -102,6 +103,10 @@ impl Metrics {
                 "usage_spooled_records_total",
                 "Usage records appended to the durable spool (each is then sent to the control plane)",
             )?,
+            usage_spool_write_failures: IntCounter::new(
+                "usage_spool_write_failures_total",
+                "Usage records whose write to the spool failed (disk full, I/O error) and were held in memory to retry",
+            )?,
             usage_spool_bytes: IntGauge::new(
                 "usage_spool_bytes",
                 "Bytes of usage records in the durable spool not yet acknowledged by the control plane",
@@ -126,6 +131,7 @@ impl Metrics {
         m.registry.register(Box::new(m.usage_report_failures.clone()))?;
         m.registry.register(Box::new(m.usage_dropped.clone()))?;
         m.registry.register(Box::new(m.usage_spooled.clone()))?;
+        m.registry.register(Box::new(m.usage_spool_write_failures.clone()))?;
         m.registry.register(Box::new(m.usage_spool_bytes.clone()))?;
         m.registry.register(Box::new(m.usage_spool_limit.clone()))?;
         m.registry.register(Box::new(m.snapshot_version.clone()))?;

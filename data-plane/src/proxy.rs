@@ -393,14 +393,22 @@ async fn respond(
     let (client_status, bytes, usage) = translation.response_body(client_status.as_u16(), bytes);
     let client_status = StatusCode::from_u16(client_status).map_err(|_| ProxyError::UpstreamInvalid)?;
     builder.status(client_status);
+    // The upstream said success but its body could not be read: the client got the gateway's 502.
+    let replaced = status.is_success() && !client_status.is_success();
+    // Recorded (durably: see `UsageSink::record`) before the response is handed out.
     state.usage.record(meter.finish(Outcome {
         status: client_status.as_u16(),
-        error_code: (!client_status.is_success()).then_some("upstream_error"),
+        error_code: if replaced {
+            Some(ProxyError::UpstreamInvalid.code())
+        } else {
+            (!client_status.is_success()).then_some("upstream_error")
+        },
         usage,
         estimate: None,
         first_byte: Some(Instant::now()),
     }));
-    if translation != Translation::None {
+    // A translated body, or the gateway's own 502 in place of an unreadable one, is JSON.
+    if translation != Translation::None || replaced {
         builder.insert_header((CONTENT_TYPE, "application/json"));
     } else if let Some(ct) = content_type {
         builder.insert_header((CONTENT_TYPE, ct));

@@ -1,29 +1,33 @@
-//! Reporting usage to the control plane off the request path: the request path drops a record into a bounded
-//! queue and moves on. The reporter task has two halves joined in one task:
+//! Reporting usage to the control plane off the request path. The request path appends its record to the
+//! durable spool ([`crate::spool`]) itself, with one `write` of one line, before the client gets the end of its
+//! response (see [`UsageSink::record`]): a completed `write(2)` is in the kernel, so killing the process can no
+//! longer lose the usage of a response that was delivered. The reporter task then has three parts joined in one
+//! task:
 //!
-//! - the appender drains the queue on a short tick and appends what it drained to the durable spool
-//!   ([`crate::spool`]) with one write, so a record is on disk at most one tick after its request ended;
 //! - the sender reads the spool from its acknowledged offset in order, batches by count or age, posts each batch
-//!   until the control plane acknowledges it, then advances the offset (reclaiming the file's space).
+//!   until the control plane acknowledges it, then advances the offset (reclaiming the file's space);
+//! - the appender is the fallback: a record whose direct write failed (disk full, I/O error) is queued in memory
+//!   and the appender retries it every second, bounded by the queue's capacity;
+//! - the syncer flushes the spool to stable storage once a second while it changes (what a power loss can take).
 //!
 //! A control plane outage therefore fills the spool on disk, not memory, and a restarted node replays it.
 //! Batches are idempotent (records carry unique ids), so re-sending after a lost acknowledgement or a crash
 //! never double-counts.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchyard_shared::protocol::USAGE_PATH;
 use switchyard_shared::{UsageAck, UsageRecord};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
-use tokio::time::Instant;
 
 use crate::config::{Secret, Settings};
 use crate::metrics::Metrics;
 use crate::spool::{Spool, SpoolError};
 
-/// How often a busy reporter looks at its queue.
-const DRAIN_TICK: Duration = Duration::from_millis(5);
+/// How often the appender retries records whose write failed.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Records waiting in memory before new ones are refused (and counted as dropped).
 const QUEUE_CAPACITY: usize = 100_000;
@@ -42,21 +46,51 @@ pub struct UsageSink {
     enabled: bool,
     metrics: Arc<Metrics>,
     spool: Arc<Spool>,
+    signals: Arc<Signals>,
+    /// Records appended since the sender was last told a full batch is waiting.
+    since_urgent: AtomicUsize,
+    batch_max: usize,
 }
 
 impl UsageSink {
-    /// Counts the request in the metrics and queues its record for the control plane.
+    /// Counts the request in the metrics and appends its record to the spool with one `write` on the calling
+    /// thread (a few microseconds: the page cache, no fsync), so that once this returns the record survives the
+    /// process being killed. Callers record before the client gets the end of its response. At the spool's
+    /// bound the record is dropped and counted; if the write fails (disk full), the record is queued in memory
+    /// for the appender to retry and the failure counted: never an error or a wait for the request.
     pub fn record(&self, record: UsageRecord) {
         self.metrics.observe(&record);
         if !self.enabled {
             return;
         }
-        if self.tx.try_send(Command::Record(record)).is_err() {
-            self.metrics.usage_dropped.inc();
-            tracing::error!(
-                dropped_total = self.metrics.usage_dropped.get(),
-                "usage queue full or reporter stopped; record dropped"
-            );
+        match self.spool.append_one(&record) {
+            Ok(true) => {
+                self.metrics.usage_spooled.inc();
+                self.signals.appended.notify_one();
+                if self.since_urgent.fetch_add(1, Ordering::Relaxed) + 1 >= self.batch_max {
+                    self.since_urgent.store(0, Ordering::Relaxed);
+                    self.signals.urgent.notify_one();
+                }
+            }
+            Ok(false) => {
+                self.metrics.usage_dropped.inc();
+                tracing::error!(
+                    dropped_total = self.metrics.usage_dropped.get(),
+                    limit_bytes = self.spool.limit(),
+                    "usage spool full; record dropped"
+                );
+            }
+            Err(e) => {
+                self.metrics.usage_spool_write_failures.inc();
+                tracing::debug!(error = %e, "could not append to the usage spool; queued in memory");
+                if self.tx.try_send(Command::Record(record)).is_err() {
+                    self.metrics.usage_dropped.inc();
+                    tracing::error!(
+                        dropped_total = self.metrics.usage_dropped.get(),
+                        "usage spool failing and memory queue full; record dropped"
+                    );
+                }
+            }
         }
     }
 
@@ -89,7 +123,7 @@ pub struct Reporter {
     spool: Arc<Spool>,
     sender: Sender,
     metrics: Arc<Metrics>,
-    batch_max: usize,
+    signals: Arc<Signals>,
 }
 
 struct Sender {
@@ -122,6 +156,7 @@ pub fn channel(
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let url = format!("{}{USAGE_PATH}", settings.control_plane_url.trim_end_matches('/'));
     let batch_max = settings.report_batch_max.max(1);
+    let signals = Arc::new(Signals::default());
     let sender = Sender {
         client,
         url,
@@ -133,8 +168,16 @@ pub fn channel(
         spool: spool.clone(),
     };
     Ok((
-        UsageSink { tx, enabled: settings.governance, metrics: metrics.clone(), spool: spool.clone() },
-        Reporter { rx, spool, sender, metrics, batch_max },
+        UsageSink {
+            tx,
+            enabled: settings.governance,
+            metrics: metrics.clone(),
+            spool: spool.clone(),
+            signals: signals.clone(),
+            since_urgent: AtomicUsize::new(0),
+            batch_max,
+        },
+        Reporter { rx, spool, sender, metrics, signals },
     ))
 }
 
@@ -142,26 +185,22 @@ impl Reporter {
     /// Runs until `stop` fires and everything queued by then is appended and sent, or the sink is dropped.
     /// Aborting it (the server does after its shutdown grace) loses nothing appended: the next start replays it.
     pub async fn run(self, stop: watch::Receiver<bool>) {
-        let Reporter { rx, spool, sender, metrics, batch_max } = self;
-        let signals = Arc::new(Signals::default());
+        let Reporter { rx, spool, sender, metrics, signals } = self;
         let (acked_tx, acked_rx) = watch::channel(spool.acked());
         let (done_tx, done_rx) = watch::channel(false);
-        let appender = append_loop(rx, spool, metrics, batch_max, signals.clone(), acked_rx, stop.clone(), done_tx);
-        tokio::join!(appender, sender.run(signals, done_rx, acked_tx, stop));
+        let syncer = sync_loop(spool.clone(), done_rx.clone());
+        let appender = append_loop(rx, spool, metrics, signals.clone(), acked_rx, stop.clone(), done_tx);
+        tokio::join!(appender, sender.run(signals, done_rx, acked_tx, stop), syncer);
     }
 }
 
-/// Drains the queue and appends to the spool until stopped; then reports itself done to the sender.
-///
-/// While records flow, the queue is drained on a short tick rather than by waking this task for every record
-/// (that cross-thread wake-up was about a tenth of a node's CPU); when idle it parks on the queue, so one
-/// wake-up starts each busy period.
-#[allow(clippy::too_many_arguments)]
+/// Takes flush requests and the records whose direct write failed, appends the latter (retrying every second
+/// while the spool fails, holding at most the queue's capacity in memory) until stopped; then reports itself done
+/// to the sender.
 async fn append_loop(
     mut rx: mpsc::Receiver<Command>,
     spool: Arc<Spool>,
     metrics: Arc<Metrics>,
-    batch_max: usize,
     signals: Arc<Signals>,
     acked: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
@@ -170,23 +209,16 @@ async fn append_loop(
     let mut records: Vec<UsageRecord> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut stopping = false;
-    let mut since_urgent = 0;
-    let mut last_sync = Instant::now();
-    let mut unsynced = false;
     loop {
         let mut closed = false;
         if !stopping && rx.is_empty() {
+            let retry = !records.is_empty();
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(c) => take(c, &mut records, &mut waiters),
                     None => closed = true,
                 },
-                _ = stop.changed() => stopping = true,
-            }
-        }
-        if !stopping && !closed {
-            tokio::select! {
-                _ = tokio::time::sleep(DRAIN_TICK) => {}
+                _ = tokio::time::sleep(RETRY_EVERY), if retry => {}
                 _ = stop.changed() => stopping = true,
             }
         }
@@ -204,13 +236,16 @@ async fn append_loop(
             let dropped = match spool.append(&records) {
                 Ok(out) => {
                     metrics.usage_spooled.inc_by(out.written as u64);
-                    since_urgent += out.written;
-                    unsynced |= out.written > 0;
+                    records.clear();
+                    signals.appended.notify_one();
                     out.dropped
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "could not append to the usage spool");
-                    records.len()
+                    tracing::error!(error = %e, held = records.len(), "could not append to the usage spool; retrying");
+                    // Held in memory for the next try, the oldest kept; what is past the bound is dropped.
+                    let excess = records.len().saturating_sub(QUEUE_CAPACITY);
+                    records.truncate(QUEUE_CAPACITY);
+                    if stopping || closed { records.len() } else { excess }
                 }
             };
             if dropped > 0 {
@@ -222,23 +257,8 @@ async fn append_loop(
                     "usage spool full or failing; records dropped"
                 );
             }
-            records.clear();
-            signals.appended.notify_one();
         }
-        // Process death never loses appended bytes (they are in the kernel); a periodic sync bounds what a
-        // power loss can take to about a second.
-        if unsynced && last_sync.elapsed() >= SYNC_EVERY {
-            let s = spool.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = s.sync() {
-                    tracing::warn!(error = %e, "could not sync the usage spool");
-                }
-            });
-            last_sync = Instant::now();
-            unsynced = false;
-        }
-        if since_urgent >= batch_max || !waiters.is_empty() || stopping || closed {
-            since_urgent = 0;
+        if !waiters.is_empty() || stopping || closed {
             signals.urgent.notify_one();
         }
         for w in waiters.drain(..) {
@@ -252,6 +272,30 @@ async fn append_loop(
         }
         if closed || stopping {
             done.send_replace(true);
+            return;
+        }
+    }
+}
+
+/// Flushes the spool to stable storage at most once a second while it grows (process death never loses written
+/// bytes; this bounds what a power loss or kernel crash can take to about a second). Off the request path.
+async fn sync_loop(spool: Arc<Spool>, mut done: watch::Receiver<bool>) {
+    let mut synced = spool.end();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SYNC_EVERY) => {}
+            _ = done.wait_for(|d| *d) => {}
+        }
+        let end = spool.end();
+        if end != synced {
+            let s = spool.clone();
+            match tokio::task::spawn_blocking(move || s.sync()).await {
+                Ok(Ok(())) => synced = end,
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not sync the usage spool"),
+                Err(e) => tracing::warn!(error = %e, "usage spool sync task failed"),
+            }
+        }
+        if *done.borrow() {
             return;
         }
     }

@@ -1,12 +1,14 @@
 //! The durable usage spool: an append-only file of usage records (one JSON object per line) in the node's state
 //! directory, between the request path's in-memory queue and the control plane.
 //!
-//! - The reporter appends what it drained from the queue on every tick (one `write` per tick, no fsync per
-//!   request); the sender reads from the acknowledged offset, posts the lines as they are (no re-parse), and
-//!   advances the offset once the control plane acknowledges them.
+//! - Each request appends its own record ([`Spool::append_one`]: one `write` of one line under a short lock, no
+//!   fsync) before its client gets the end of the response; the reporter's appender appends, in one write, the
+//!   records whose own write failed. The sender reads from the acknowledged offset, posts the lines as they are
+//!   (no re-parse), and advances the offset once the control plane acknowledges them. A failed write is cut back
+//!   off the file, so it never holds a torn line between whole ones.
 //! - Acknowledged bytes are reclaimed: the file is truncated when everything in it is acknowledged, and the
 //!   unacknowledged tail is copied to a fresh file when the acknowledged prefix grows past [`COMPACT_MIN`] bytes
-//!   and past the tail.
+//!   and past the tail (the bulk copied outside the lock, only what was appended meanwhile under it).
 //! - At open, the file is replayed from the start in order. A torn last line (a crash mid-write) or a line that
 //!   is not a record is dropped and logged. Records already acknowledged before a crash may be sent again; the
 //!   control plane ingests by record id, so that never double-counts.
@@ -122,9 +124,8 @@ impl Spool {
 
     /// Appends records in order with one write; records past the bound are dropped (and reported as such).
     pub fn append(&self, records: &[UsageRecord]) -> Result<Appended, SpoolError> {
-        let mut inner = self.lock();
-        let room = self.limit.saturating_sub(inner.end - inner.acked);
         let mut buf = Vec::with_capacity(records.len() * 512);
+        let mut lines = Vec::with_capacity(records.len());
         let mut out = Appended::default();
         for r in records {
             let before = buf.len();
@@ -134,15 +135,48 @@ impl Spool {
                 continue;
             }
             buf.push(b'\n');
-            if buf.len() as u64 > room {
-                buf.truncate(before);
-                out.dropped += 1;
-                continue;
-            }
-            out.written += 1;
+            lines.push(buf.len() - before);
         }
+        let mut inner = self.lock();
+        let room = self.limit.saturating_sub(inner.end - inner.acked);
+        // Whole lines that fit, in order; the rest is dropped.
+        let mut fit = 0;
+        let mut fitting = 0;
+        for len in &lines {
+            if (fit + len) as u64 > room {
+                break;
+            }
+            fit += len;
+            fitting += 1;
+        }
+        out.written = fitting;
+        out.dropped += lines.len() - fitting;
+        self.write_locked(&mut inner, &buf[..fit])?;
+        Ok(out)
+    }
+
+    /// Appends one record with one `write` (the request path's call: when it returns, the record survives the
+    /// process being killed). `Ok(false)`: the spool is at its bound and the record was not written.
+    pub fn append_one(&self, record: &UsageRecord) -> Result<bool, SpoolError> {
+        let mut line = Vec::with_capacity(640);
+        serde_json::to_writer(&mut line, record).map_err(|e| self.io(io::Error::other(e)))?;
+        line.push(b'\n');
+        let mut inner = self.lock();
+        if (inner.end - inner.acked).saturating_add(line.len() as u64) > self.limit {
+            return Ok(false);
+        }
+        self.write_locked(&mut inner, &line)?;
+        Ok(true)
+    }
+
+    /// Writes whole lines at the end. A failed write (disk full) is cut back off the file, so the file never
+    /// holds a torn line between whole ones.
+    fn write_locked(&self, inner: &mut Inner, buf: &[u8]) -> Result<(), SpoolError> {
         if !buf.is_empty() {
-            inner.file.write_all(&buf).map_err(|source| self.io(source))?;
+            if let Err(source) = inner.file.write_all(buf) {
+                let _ = inner.file.set_len(inner.end - inner.base);
+                return Err(self.io(source));
+            }
             inner.end += buf.len() as u64;
         }
         let pending = inner.end - inner.acked;
@@ -152,7 +186,7 @@ impl Spool {
         } else if inner.warned && pending * 2 < self.limit {
             inner.warned = false;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Up to `max_records` unacknowledged lines from the acknowledged offset, or `None` when all is acknowledged.
@@ -194,22 +228,43 @@ impl Spool {
     }
 
     /// Marks everything before `upto` acknowledged and reclaims space: truncation when nothing is left,
-    /// compaction when the acknowledged prefix is large.
+    /// compaction when the acknowledged prefix is large. The lock (which the request path takes to append) is
+    /// held only for short steps: the bulk of a compaction is copied and synced outside it.
     pub fn ack(&self, upto: u64) -> Result<(), SpoolError> {
+        let (file, base, from, to) = {
+            let mut i = self.lock();
+            i.acked = upto.clamp(i.acked, i.end);
+            let prefix = i.acked - i.base;
+            let tail = i.end - i.acked;
+            if tail == 0 {
+                i.file.set_len(0).map_err(|source| self.io(source))?;
+                i.base = i.end;
+                return Ok(());
+            }
+            if prefix < COMPACT_MIN || prefix < tail {
+                return Ok(());
+            }
+            (i.file.try_clone().map_err(|source| self.io(source))?, i.base, i.acked, i.end)
+        };
+        // Only the sender acknowledges, so `base` and `acked` do not move until this returns; appends only add
+        // bytes after `to`.
+        let read = |from: u64, to: u64| -> Result<Vec<u8>, SpoolError> {
+            let mut data = vec![0; usize::try_from(to - from).unwrap_or(usize::MAX)];
+            read_exact_at(&file, &mut data, from - base).map_err(|source| self.io(source))?;
+            Ok(data)
+        };
+        let tmp = self.path.with_extension("jsonl.tmp");
+        let mut out = File::create(&tmp).map_err(|source| self.io(source))?;
+        let bulk = read(from, to)?;
+        out.write_all(&bulk).and_then(|()| out.sync_data()).map_err(|source| self.io(source))?;
+        drop(bulk);
         let mut i = self.lock();
-        i.acked = upto.clamp(i.acked, i.end);
-        let prefix = i.acked - i.base;
-        let tail = i.end - i.acked;
-        if tail == 0 {
-            i.file.set_len(0).map_err(|source| self.io(source))?;
-            i.base = i.end;
-        } else if prefix >= COMPACT_MIN && prefix >= tail {
-            let mut rest = vec![0; usize::try_from(tail).unwrap_or(usize::MAX)];
-            read_exact_at(&i.file, &mut rest, prefix).map_err(|source| self.io(source))?;
-            replace_file(&self.path, &rest).map_err(|source| self.io(source))?;
-            i.file = OpenOptions::new().read(true).append(true).open(&self.path).map_err(|source| self.io(source))?;
-            i.base = i.acked;
-        }
+        // What was appended while the bulk was copied (little), then the swap.
+        let late = read(to, i.end)?;
+        out.write_all(&late).map_err(|source| self.io(source))?;
+        std::fs::rename(&tmp, &self.path).map_err(|source| self.io(source))?;
+        i.file = OpenOptions::new().read(true).append(true).open(&self.path).map_err(|source| self.io(source))?;
+        i.base = from;
         Ok(())
     }
 
@@ -352,6 +407,40 @@ mod tests {
         spool.ack(chunk.next).unwrap();
         assert_eq!(spool.append(&[record(6), record(7)]).unwrap().written, 2);
         assert_eq!(ids(&spool.read_from_acked(100).unwrap().unwrap()), ["req-3", "req-6", "req-7"]);
+    }
+
+    #[test]
+    fn single_appends_keep_order_respect_the_bound_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = serde_json::to_vec(&record(1)).unwrap().len() as u64 + 1;
+        let spool = Spool::open(dir.path(), "n1", line * 2 + line / 2).unwrap();
+        assert!(spool.append_one(&record(1)).unwrap());
+        assert!(spool.append_one(&record(2)).unwrap());
+        assert!(!spool.append_one(&record(3)).unwrap(), "past the bound");
+        drop(spool);
+        let spool = Spool::open(dir.path(), "n1", 1 << 20).unwrap();
+        assert_eq!(ids(&spool.read_from_acked(100).unwrap().unwrap()), ["req-1", "req-2"]);
+    }
+
+    #[test]
+    fn appends_during_a_compaction_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = std::sync::Arc::new(Spool::open(dir.path(), "n1", 64 << 20).unwrap());
+        let n = COMPACT_MIN / 300 + 10;
+        spool.append(&(0..n).map(record).collect::<Vec<_>>()).unwrap();
+        let chunk = spool.read_from_acked(usize::try_from(n - 3).unwrap()).unwrap().unwrap();
+        let writer = {
+            let spool = spool.clone();
+            std::thread::spawn(move || (0..200).for_each(|i| assert!(spool.append_one(&record(n + i)).unwrap())))
+        };
+        spool.ack(chunk.next).unwrap();
+        writer.join().unwrap();
+        let rest = spool.read_from_acked(1000).unwrap().unwrap();
+        let expected: Vec<String> = (n - 3..n + 200).map(|i| format!("req-{i}")).collect();
+        assert_eq!(ids(&rest), expected);
+        drop(spool);
+        let reopened = Spool::open(dir.path(), "n1", 64 << 20).unwrap();
+        assert_eq!(reopened.read_from_acked(1000).unwrap().unwrap().records, 203);
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! cut only at event boundaries, never re-serialised. On the way the relay notes the first byte, picks the
 //! usage out of the upstream's usage chunk, and writes the usage record when the stream ends — normally,
 //! by upstream failure, or because the client went away (the relay is dropped, which also drops the upstream
-//! connection and so cancels the upstream request).
+//! connection and so cancels the upstream request). The record is written (durably, see
+//! [`UsageSink::record`]) before the client is sent the stream's end: the final event (`[DONE]`, Anthropic's
+//! `message_stop`, the Responses API's `response.completed`/`failed`/`incomplete`) or, without one, the end
+//! of the body or the error event that ends it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,12 +41,14 @@ pub struct Relay {
     idle_timer: Pin<Box<Sleep>>,
     deadline: Pin<Box<Sleep>>,
     state: State,
+    /// The usage record is written (at most once, whatever happens after).
+    recorded: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
     Streaming,
-    /// The upstream ended (cleanly or not); the record is written.
+    /// The upstream ended (cleanly or not), or failed after the final event; the record is written.
     Done,
 }
 
@@ -66,6 +71,7 @@ impl Relay {
             idle_timer: Box::pin(tokio::time::sleep(limits.idle)),
             deadline: Box::pin(tokio::time::sleep_until(limits.deadline)),
             state: State::Streaming,
+            recorded: false,
         }
     }
 
@@ -75,11 +81,12 @@ impl Relay {
         self.scanner.anthropic = Some(crate::providers::AnthropicStreamUsage::default());
     }
 
-    fn finish(&mut self, error_code: Option<&'static str>) {
-        if self.state == State::Done {
+    /// Writes the usage record, once.
+    fn record(&mut self, error_code: Option<&'static str>) {
+        if self.recorded {
             return;
         }
-        self.state = State::Done;
+        self.recorded = true;
         self.sink.metrics().inflight_streams.dec();
         let record = self.meter.finish(Outcome {
             status: 200,
@@ -95,12 +102,17 @@ impl Relay {
         self.sink.record(record);
     }
 
-    /// Ends the client's stream with an OpenAI-style error event after whatever complete events are pending.
-    fn fail(&mut self, code: &'static str, message: &str) -> Bytes {
+    /// Ends the client's stream with an OpenAI-style error event after whatever complete events are pending;
+    /// after the final event was relayed (the record written), ends it quietly instead.
+    fn fail(&mut self, code: &'static str, message: &str) -> Option<Bytes> {
+        self.state = State::Done;
         let mut out = self.scanner.take_rest();
+        if self.recorded {
+            return (!out.is_empty()).then(|| out.freeze());
+        }
         out.extend_from_slice(&error_event(code, message));
-        self.finish(Some(code));
-        out.freeze()
+        self.record(Some(code));
+        Some(out.freeze())
     }
 }
 
@@ -118,12 +130,12 @@ impl Stream for Relay {
                     if this.deadline.as_mut().poll(cx).is_ready() {
                         tracing::warn!(request_id = %this.meter.request_id, "upstream stream exceeded its total time");
                         let out = this.fail("upstream_timeout", "The upstream provider took too long to finish.");
-                        return Poll::Ready(Some(Ok(out)));
+                        return Poll::Ready(out.map(Ok));
                     }
                     if this.idle_timer.as_mut().poll(cx).is_ready() {
                         tracing::warn!(request_id = %this.meter.request_id, "upstream stream went silent");
                         let out = this.fail("upstream_timeout", "The upstream provider stopped sending.");
-                        return Poll::Ready(Some(Ok(out)));
+                        return Poll::Ready(out.map(Ok));
                     }
                     return Poll::Pending;
                 }
@@ -134,17 +146,22 @@ impl Stream for Relay {
                     let idle = this.idle;
                     this.idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
                     if let Some(out) = this.scanner.push(chunk) {
+                        if this.scanner.terminal {
+                            // Durable before the client sees the end of its stream.
+                            this.record(None);
+                        }
                         return Poll::Ready(Some(Ok(out)));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     tracing::warn!(request_id = %this.meter.request_id, error = %e, "upstream stream failed");
                     let out = this.fail("upstream_stream_error", "The upstream provider failed mid-stream.");
-                    return Poll::Ready(Some(Ok(out)));
+                    return Poll::Ready(out.map(Ok));
                 }
                 Poll::Ready(None) => {
                     let rest = this.scanner.take_rest();
-                    this.finish(None);
+                    this.state = State::Done;
+                    this.record(None);
                     return Poll::Ready((!rest.is_empty()).then(|| Ok(rest.freeze())));
                 }
             }
@@ -156,7 +173,7 @@ impl Drop for Relay {
     fn drop(&mut self) {
         // Dropped before the upstream ended: the client disconnected. Dropping `upstream` closes the upstream
         // connection, which cancels the request there. What was consumed is still billed.
-        self.finish(Some("client_disconnected"));
+        self.record(Some("client_disconnected"));
     }
 }
 
@@ -176,11 +193,20 @@ struct SseScanner {
     data_events: u64,
     /// Set when the events are Anthropic's.
     anthropic: Option<crate::providers::AnthropicStreamUsage>,
+    /// The stream's final event has been seen (see [`is_final_event`]).
+    terminal: bool,
 }
 
 impl SseScanner {
     fn new(client_wants_usage: bool) -> Self {
-        Self { partial: BytesMut::new(), client_wants_usage, usage: None, data_events: 0, anthropic: None }
+        Self {
+            partial: BytesMut::new(),
+            client_wants_usage,
+            usage: None,
+            data_events: 0,
+            anthropic: None,
+            terminal: false,
+        }
     }
 
     /// Takes a chunk; returns the complete events to forward now (if any). A trailing partial event is held
@@ -220,8 +246,13 @@ impl SseScanner {
         let mut start = 0;
         while let Some(len) = first_event_len(&events[start..]) {
             let event = &events[start..start + len];
+            if is_final_event(event) {
+                self.terminal = true;
+            }
             if let Some(payload) = data_payload(event) {
-                if payload != b"[DONE]" {
+                if payload == b"[DONE]" {
+                    self.terminal = true;
+                } else {
                     self.data_events += 1;
                 }
                 if let Some(a) = &mut self.anthropic {
@@ -276,6 +307,18 @@ fn has_usage_object(payload: &[u8]) -> bool {
     memmem::find_iter(payload, b"\"usage\"").any(|i| {
         payload[i + 7..].iter().copied().find(|b| !b.is_ascii_whitespace() && *b != b':').is_some_and(|b| b == b'{')
     })
+}
+
+/// A named event that ends its stream: Anthropic's `message_stop`, the Responses API's last event. (OpenAI's
+/// `data: [DONE]` is recognised by its payload.)
+fn is_final_event(event: &[u8]) -> bool {
+    let Some(name) = event.strip_prefix(b"event:") else { return false };
+    let name = name.trim_ascii_start();
+    let end = memchr::memchr2(b'\r', b'\n', name).unwrap_or(name.len());
+    matches!(
+        name[..end].trim_ascii_end(),
+        b"message_stop" | b"response.completed" | b"response.failed" | b"response.incomplete"
+    )
 }
 
 /// The concatenated `data:` lines of one event, trimmed.
@@ -380,6 +423,26 @@ mod tests {
         assert_eq!(out, all.as_bytes(), "Responses events are never dropped");
         let u = s.usage.unwrap();
         assert_eq!((u.prompt_tokens, u.completion_tokens), (3, 4));
+    }
+
+    #[test]
+    fn the_final_event_is_noticed_so_the_record_precedes_it() {
+        for (stream, last) in [
+            (format!("{CHUNK}{USAGE}"), DONE.to_owned()),
+            (
+                "event: message_delta\ndata: {}\n\n".to_owned(),
+                "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".to_owned(),
+            ),
+            ("event: response.created\ndata: {}\n\n".to_owned(), "event: response.completed\ndata: {}\n\n".to_owned()),
+        ] {
+            let mut s = SseScanner::new(true);
+            assert!(s.push(Bytes::from(stream.clone())).is_some());
+            assert!(!s.terminal, "{stream}");
+            assert!(s.push(Bytes::from(last.clone())).is_some());
+            assert!(s.terminal, "{last}");
+        }
+        assert!(!is_final_event(b"event: message_stopped\ndata: {}\n\n"));
+        assert!(is_final_event(b"event:message_stop\r\ndata: {}\r\n\r\n"));
     }
 
     #[test]

@@ -71,4 +71,7 @@ pub enum Failure {
     Hang,
     /// Answer 200 with a body that is not JSON.
     Garbage,
+    /// Cut every stream after its first token chunk (the connection is dropped, no `[DONE]`); requests that
+    /// are not streamed are answered normally.
+    CutStreams,
 }

@@ -126,9 +126,10 @@ impl Ctx<'_> {
     /// otherwise returns how its tokens are to be paced.
     pub(crate) async fn begin(&self, mock: Option<&MockOverrides>) -> Result<Pacing, Response<ResponseBody>> {
         let config = self.config();
+        let cut = (self.state.failure() == Some(Failure::CutStreams)).then_some(1);
         let Some(mock) = mock else {
             sleep(config.latency).await;
-            return Ok(Pacing { chunks: config.chunks, chunk_delay: config.chunk_delay, fail_after: None });
+            return Ok(Pacing { chunks: config.chunks, chunk_delay: config.chunk_delay, fail_after: cut });
         };
         self.pause(mock.latency_ms).await;
         if let Some(status) = mock.status {
@@ -137,7 +138,7 @@ impl Ctx<'_> {
         Ok(Pacing {
             chunks: mock.chunks.unwrap_or(config.chunks),
             chunk_delay: mock.chunk_delay_ms.map_or(config.chunk_delay, Duration::from_millis),
-            fail_after: mock.fail_after_chunks,
+            fail_after: mock.fail_after_chunks.or(cut),
         })
     }
 }
@@ -165,7 +166,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     state.record(Recorded { method: parts.method, uri: parts.uri, headers: parts.headers, body: body.clone() });
     let ctx = Ctx { state: &state, number };
 
-    if let Some(failure) = state.failure() {
+    if let Some(failure) = state.failure().filter(|f| *f != Failure::CutStreams) {
         if let (Route::Messages, Failure::Status(status)) = (&route, failure) {
             ctx.pause(None).await;
             return Ok(anthropic::mock_status(status));
@@ -216,6 +217,8 @@ fn is_authorized(config: &MockConfig, headers: &HeaderMap) -> bool {
 
 async fn injected_failure(ctx: &Ctx<'_>, failure: Failure) -> Response<ResponseBody> {
     match failure {
+        // Applied by `Ctx::begin` to streams only.
+        Failure::CutStreams => error::internal(),
         Failure::Hang => std::future::pending().await,
         Failure::Status(status) => {
             ctx.pause(None).await;

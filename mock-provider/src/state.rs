@@ -40,6 +40,7 @@ pub(crate) struct Recorded {
 const FAILURE_NONE: u32 = 0;
 const FAILURE_HANG: u32 = 1;
 const FAILURE_GARBAGE: u32 = 2;
+const FAILURE_CUT_STREAMS: u32 = 3;
 const FAILURE_STATUS: u32 = 1 << 16;
 
 impl State {
@@ -140,6 +141,7 @@ impl State {
             None => FAILURE_NONE,
             Some(Failure::Hang) => FAILURE_HANG,
             Some(Failure::Garbage) => FAILURE_GARBAGE,
+            Some(Failure::CutStreams) => FAILURE_CUT_STREAMS,
             Some(Failure::Status(status)) => FAILURE_STATUS | u32::from(status),
         };
         self.failure.store(encoded, Ordering::Relaxed);
@@ -150,6 +152,7 @@ impl State {
             FAILURE_NONE => None,
             FAILURE_HANG => Some(Failure::Hang),
             FAILURE_GARBAGE => Some(Failure::Garbage),
+            FAILURE_CUT_STREAMS => Some(Failure::CutStreams),
             // Only `Status` sets the high bit, so the low 16 bits are the status it carried.
             encoded => Some(Failure::Status((encoded & 0xffff) as u16)),
         }

@@ -363,6 +363,27 @@ async fn injected_failures_apply_until_cleared() {
 }
 
 #[tokio::test]
+async fn cut_streams_failure_cuts_every_stream_and_answers_the_rest() {
+    let mock = spawn_mock(MockConfig::default()).await;
+    mock.set_failure(Some(Failure::CutStreams));
+    let mut client = Client::connect(&mock).await;
+    let (status, _) = json_body(client.post("/v1/chat/completions", chat(false, json!({}))).await).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let response = client.post("/v1/chat/completions", chat(true, json!({}))).await;
+    let mut body = response.into_body();
+    let mut received = String::new();
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => received.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap()),
+            Some(Err(_)) => break,
+            None => panic!("stream ended cleanly: {received:?}"),
+        }
+    }
+    assert!(received.contains("tok0 ") && !received.contains("tok1 ") && !received.contains("[DONE]"), "{received:?}");
+}
+
+#[tokio::test]
 async fn client_leaving_mid_stream_counts_as_cancelled() {
     let mock = spawn_mock(MockConfig::default()).await;
     let mut client = Client::connect(&mock).await;

@@ -106,6 +106,13 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// A database the caller created and owns (e.g. on a private Postgres cluster); nothing is dropped at the end.
+    pub fn external(backend: Backend, url: String) -> Arc<Self> {
+        Arc::new(Self { backend, url, dir: tempfile::tempdir().expect("cannot create a temp dir"), pg_name: None })
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Some(name) = self.pg_name.take() else {

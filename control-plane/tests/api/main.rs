@@ -18,6 +18,7 @@ mod data_plane;
 mod deploy;
 mod encryption_key_rotation;
 mod end_to_end;
+mod faults;
 mod invoices;
 mod key_rotation;
 mod keys;

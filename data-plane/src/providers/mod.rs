@@ -149,10 +149,11 @@ impl Translation {
     pub fn response_body(self, status: u16, body: Bytes) -> (u16, Bytes, Option<Usage>) {
         let ok = (200..300).contains(&status);
         let translated = match self {
-            Self::None if ok => {
-                let usage = crate::metering::usage_of_body(&body);
-                return (status, body, usage);
-            }
+            // A success that is not JSON (an HTML page from a proxy, a cut body) becomes the gateway's 502.
+            Self::None if ok => match crate::metering::body_usage(&body) {
+                Some(usage) => return (status, body, usage),
+                None => None,
+            },
             // Gemini's error array is the one OpenAI-compatible error body clients cannot read.
             Self::None => return (status, google_errors::to_openai(&body).map_or(body, Bytes::from), None),
             Self::MessagesPassthrough => {
