@@ -33,6 +33,7 @@ pub mod sessions;
 pub mod snapshot;
 pub mod spend;
 pub mod teams;
+pub mod upstream_status;
 pub mod usage;
 
 use sea_orm::DatabaseConnection;
