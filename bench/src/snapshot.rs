@@ -64,6 +64,7 @@ pub fn generate(keys: usize, version: u64, known: &KeyHash, mock_url: &str) -> S
         providers: vec![ProviderEntry {
             timeouts: Default::default(),
             caps: Default::default(),
+            model_caps: Vec::new(),
             id: 1,
             name: "bench-mock".into(),
             kind: ProviderKind::OpenaiCompatible,

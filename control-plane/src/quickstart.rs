@@ -137,6 +137,7 @@ async fn seed(store: &Store, mock_url: &str) -> anyhow::Result<String> {
         api_key: Some("mock-upstream-credential".into()),
         timeouts: Default::default(),
         caps: Default::default(),
+        model_caps: Vec::new(),
     };
     let provider = match providers::list(store).await?.into_iter().find(|p| p.name == DEMO_PROVIDER) {
         Some(p) => providers::update(store, &actor, p.id, provider_input).await?,

@@ -117,6 +117,7 @@ impl Application {
             feed: publisher.feed.clone(),
             node_token: NodeToken::new(secrets.node_token.expose()),
             stopping: stopping_rx,
+            upstream: Default::default(),
         });
         let mut server = HttpServer::new(move || {
             App::new().wrap(from_fn(http::log_requests)).app_data(state.clone()).configure(http::configure)

@@ -270,14 +270,19 @@ pub struct Target {
     pub upstream_model_json: Box<str>,
     pub weight: u32,
     pub health: Arc<TargetHealth>,
-    /// The provider credential's capacity caps (shared by every target on that provider), if it has any.
-    pub caps: Option<Arc<crate::limits::Policy>>,
+    /// The caps this target is kept under (the upstream model's own, the credential's), if it has any.
+    pub caps: Option<Arc<crate::limits::TargetPolicy>>,
     /// `x-switchyard-upstream: provider/upstream_model`, built once. Names come from operators; one that is not a
     /// valid header value is left out rather than sent.
     pub upstream_header: Option<HeaderValue>,
 }
 
 impl Catalog {
+    /// Every target of every model (a target routed by several models comes once per model).
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.models.values().flat_map(|m| m.tiers.iter().flat_map(|t| t.targets.iter()))
+    }
+
     pub fn empty() -> Self {
         Self {
             version: 0,
@@ -305,11 +310,13 @@ impl Catalog {
     fn assemble<K>(snapshot: &Snapshot<K>, keys: KeyTable, health: &Registry) -> Self {
         let upstreams: HashMap<i64, Arc<Upstream>> =
             snapshot.providers.iter().filter_map(|p| Upstream::from_entry(p).map(|u| (p.id, Arc::new(u)))).collect();
-        let caps: HashMap<i64, Arc<crate::limits::Policy>> = snapshot
-            .providers
-            .iter()
-            .filter_map(|p| crate::limits::Policy::of_caps(&p.caps).map(|c| (p.id, Arc::new(c))))
-            .collect();
+        let providers: HashMap<i64, &switchyard_shared::snapshot::ProviderEntry> =
+            snapshot.providers.iter().map(|p| (p.id, p)).collect();
+        let caps_of = |provider_id: i64, upstream_model: &str| {
+            let p = providers.get(&provider_id)?;
+            let own = p.model_caps.iter().find(|m| m.upstream_model == upstream_model);
+            crate::limits::TargetPolicy::of(&p.caps, own).map(Arc::new)
+        };
         let models = snapshot
             .models
             .iter()
@@ -330,7 +337,7 @@ impl Catalog {
                                 upstream_model_json: json.into(),
                                 weight: t.weight,
                                 health: health.target(t.provider_id, &t.upstream_model),
-                                caps: caps.get(&t.provider_id).cloned(),
+                                caps: caps_of(t.provider_id, &t.upstream_model),
                                 upstream_header,
                             },
                         ))

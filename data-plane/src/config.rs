@@ -33,6 +33,7 @@ pub const ENV_VARS: &[&str] = &[
     "SWITCHYARD_POLL_WAIT_SECS",
     "SWITCHYARD_REPORT_INTERVAL_MS",
     "SWITCHYARD_REPORT_BATCH_MAX",
+    "SWITCHYARD_STATUS_INTERVAL_MS",
     "SWITCHYARD_USAGE_SPOOL_MAX_BYTES",
     "SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_MS",
     "SWITCHYARD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS",
@@ -74,6 +75,9 @@ pub struct Settings {
     pub report_interval: Duration,
     /// Most records in one usage batch (`SWITCHYARD_REPORT_BATCH_MAX`, default 1000).
     pub report_batch_max: usize,
+    /// How often the node reports its upstream targets' rate-limit state to the control plane and picks up the
+    /// fleet's cool-downs (`SWITCHYARD_STATUS_INTERVAL_MS`, default 1000; a new cool-down is reported at once).
+    pub status_interval: Duration,
     /// Bound of the durable usage spool in `state_dir`: unacknowledged bytes kept for the control plane
     /// (`SWITCHYARD_USAGE_SPOOL_MAX_BYTES`, default 256 MiB, about half a million records). Records that do not
     /// fit are dropped and counted; requests are still served.
@@ -117,6 +121,7 @@ impl Settings {
             poll_wait: Duration::from_secs(25),
             report_interval: Duration::from_millis(200),
             report_batch_max: 1000,
+            status_interval: Duration::from_millis(1000),
             usage_spool_max_bytes: 256 * 1024 * 1024,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_first_byte_timeout: Duration::from_secs(120),
@@ -153,6 +158,9 @@ impl Settings {
         }
         if let Some(v) = var("SWITCHYARD_REPORT_BATCH_MAX") {
             s.report_batch_max = parse("SWITCHYARD_REPORT_BATCH_MAX", &v)?;
+        }
+        if let Some(v) = var("SWITCHYARD_STATUS_INTERVAL_MS") {
+            s.status_interval = Duration::from_millis(parse::<u64>("SWITCHYARD_STATUS_INTERVAL_MS", &v)?.max(10));
         }
         if let Some(v) = var("SWITCHYARD_USAGE_SPOOL_MAX_BYTES") {
             s.usage_spool_max_bytes = parse("SWITCHYARD_USAGE_SPOOL_MAX_BYTES", &v)?;

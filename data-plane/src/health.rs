@@ -74,6 +74,8 @@ pub struct TargetHealth {
     state: Mutex<State>,
     /// Cool-down after the provider answered 429 (see `limits::cooldown`).
     pub cool: crate::limits::cooldown::CoolState,
+    /// What the node reports about the target's rate limits (see `upstream_status`).
+    pub limits: crate::upstream_status::TargetStats,
 }
 
 impl TargetHealth {
@@ -83,6 +85,7 @@ impl TargetHealth {
             epoch,
             state: Mutex::new(State { circuit: Circuit::Closed, ejections: 0, buckets: [(u64::MAX, 0, 0); BUCKETS] }),
             cool: Default::default(),
+            limits: Default::default(),
         }
     }
 

@@ -24,6 +24,7 @@ pub mod snapshot;
 pub mod spool;
 pub mod streaming;
 pub mod telemetry;
+pub mod upstream_status;
 
 pub use config::{Secret, Settings};
 pub use server::{Node, Server};

@@ -275,6 +275,7 @@ async fn claim_capacity(
         }
         Err(denied) => {
             state.usage.metrics().capped.with_label_values(&[provider, "throttled"]).inc();
+            target.health.limits.throttled(Utc::now());
             Err(denied.retry_after())
         }
     }
@@ -288,6 +289,7 @@ async fn learn_upstream_limits(state: &AppState, target: &Target, res: &reqwest:
     let metrics = state.usage.metrics();
     for (kind, limit) in limits::cooldown::advertised_limits(header) {
         if let Some(n) = limit {
+            target.health.limits.learned(kind, n);
             metrics
                 .advertised_limit
                 .with_label_values(&[&*target.upstream.name, kind])

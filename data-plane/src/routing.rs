@@ -51,6 +51,7 @@ mod tests {
                 credential: None,
                 timeouts: Default::default(),
                 caps: Default::default(),
+                model_caps: Vec::new(),
             }],
             models: vec![ModelEntry {
                 name: "m".into(),

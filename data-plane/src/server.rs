@@ -129,7 +129,7 @@ impl Server {
             tracing::warn!("redis is not reachable yet; limits are per node until it is");
         }
         let (stop, stop_rx) = watch::channel(false);
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(snapshot::run_sync(
                 snapshots.clone(),
                 client.clone(),
@@ -139,8 +139,16 @@ impl Server {
                 settings.poll_wait,
                 stop_rx.clone(),
             )),
-            tokio::spawn(reporter.run(stop_rx)),
+            tokio::spawn(reporter.run(stop_rx.clone())),
         ];
+        if settings.governance {
+            let (snapshots, limiter, client, node_id) =
+                (snapshots.clone(), limiter.clone(), client.clone(), node_id.to_string());
+            let settings = settings.clone();
+            tasks.push(tokio::spawn(async move {
+                crate::upstream_status::run(snapshots, limiter, client, &settings, node_id, stop_rx).await;
+            }));
+        }
 
         let state = AppState {
             snapshots: snapshots.clone(),

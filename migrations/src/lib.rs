@@ -17,6 +17,7 @@ mod m20261201_000001_console_more;
 mod m20261203_000001_target_caps;
 mod m20261205_000001_team_share;
 mod m20261207_000001_invoice_issue;
+mod m20261209_000001_target_model_caps;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_target_caps::Migration),
             Box::new(m20261205_000001_team_share::Migration),
             Box::new(m20261207_000001_invoice_issue::Migration),
+            Box::new(m20261209_000001_target_model_caps::Migration),
         ]
     }
 }

@@ -138,6 +138,23 @@ pub struct ProviderEntry {
     /// The credential's own capacity, which the nodes keep traffic under; absent: uncapped.
     #[serde(default)]
     pub caps: TargetCaps,
+    /// Caps of single upstream models on this credential: each dimension a [`ModelCaps`] sets replaces the
+    /// credential-wide cap of that dimension for that upstream model (counted for it alone); the dimensions it
+    /// leaves out stay under the credential-wide cap. `caps.team_share_pct` applies to both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_caps: Vec<ModelCaps>,
+}
+
+/// One upstream model's own caps on a provider credential.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelCaps {
+    pub upstream_model: String,
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
 }
 
 /// Per-provider (credential) capacity caps; `None` leaves that dimension uncapped.
@@ -187,6 +204,7 @@ impl fmt::Debug for ProviderEntry {
             .field("credential", &self.credential.as_ref().map(|_| "<redacted>"))
             .field("timeouts", &self.timeouts)
             .field("caps", &self.caps)
+            .field("model_caps", &self.model_caps)
             .finish()
     }
 }
@@ -358,6 +376,11 @@ mod tests {
                 credential: Some("sk-upstream".into()),
                 timeouts: UpstreamTimeouts { first_byte_ms: Some(30_000), idle_ms: None, total_ms: None },
                 caps: TargetCaps { rpm: Some(500), tpm: None, max_concurrency: Some(8), team_share_pct: Some(50) },
+                model_caps: vec![ModelCaps {
+                    upstream_model: "gpt-4o-mini".into(),
+                    rpm: Some(5000),
+                    ..Default::default()
+                }],
             }],
             models: vec![ModelEntry {
                 name: "gpt-4o".into(),

@@ -34,6 +34,7 @@ pub mod sessions;
 pub mod snapshot;
 pub mod spend;
 pub mod teams;
+pub mod upstream_status;
 pub mod usage;
 pub mod usage_export;
 

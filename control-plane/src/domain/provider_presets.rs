@@ -237,6 +237,7 @@ pub async fn create(store: &Store, actor: &Actor, input: FromPreset) -> Result<P
         api_key,
         timeouts: Default::default(),
         caps: Default::default(),
+        model_caps: Vec::new(),
     };
     providers::create(store, actor, provider).await
 }

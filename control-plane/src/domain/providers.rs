@@ -2,14 +2,19 @@
 //! answered back; only the snapshot carries it, decrypted, to the nodes.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait as _, EntityTrait as _, IntoActiveModel as _, QueryOrder as _, Set};
+use std::collections::{BTreeMap, HashSet};
+
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, EntityTrait as _, IntoActiveModel as _, QueryFilter as _,
+    QueryOrder as _, Set,
+};
 use serde::{Deserialize, Serialize};
-use switchyard_shared::snapshot::{ProviderKind, TargetCaps, UpstreamTimeouts};
+use switchyard_shared::snapshot::{ModelCaps, ProviderKind, TargetCaps, UpstreamTimeouts};
 
 use super::audit::{Actor, AuditEntry};
 use super::change::Change;
 use super::{DomainError, Store};
-use crate::entities::providers;
+use crate::entities::{provider_model_caps, providers};
 
 const MAX_NAME_LEN: usize = 100;
 const MAX_URL_LEN: usize = 2048;
@@ -25,6 +30,10 @@ pub struct Provider {
     pub timeouts: UpstreamTimeouts,
     /// The credential's capacity caps (requests/tokens per minute, requests in flight); absent: uncapped.
     pub caps: TargetCaps,
+    /// Caps of single upstream models on this credential (each set dimension replaces the credential-wide one
+    /// for that model).
+    #[serde(default)]
+    pub model_caps: Vec<ModelCaps>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -42,6 +51,9 @@ pub struct ProviderInput {
     pub timeouts: UpstreamTimeouts,
     #[serde(default)]
     pub caps: TargetCaps,
+    /// Replaces the provider's per-upstream-model caps; omitted: none.
+    #[serde(default)]
+    pub model_caps: Vec<ModelCaps>,
 }
 
 impl std::fmt::Debug for ProviderInput {
@@ -53,6 +65,7 @@ impl std::fmt::Debug for ProviderInput {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("timeouts", &self.timeouts)
             .field("caps", &self.caps)
+            .field("model_caps", &self.model_caps)
             .finish()
     }
 }
@@ -82,6 +95,7 @@ impl From<providers::Model> for Provider {
             has_credential: m.credential_ciphertext.is_some(),
             timeouts: timeouts_of(&m),
             caps: caps_of(&m),
+            model_caps: Vec::new(),
             id: m.id,
             name: m.name,
             base_url: m.base_url,
@@ -111,6 +125,100 @@ pub(crate) fn caps_of(m: &providers::Model) -> TargetCaps {
     }
 }
 
+/// Every provider's per-upstream-model caps, by provider id (models in name order).
+pub(crate) async fn model_caps_by_provider(
+    db: &impl ConnectionTrait,
+    provider: Option<i64>,
+) -> Result<BTreeMap<i64, Vec<ModelCaps>>, DomainError> {
+    let mut q = provider_model_caps::Entity::find()
+        .order_by_asc(provider_model_caps::Column::ProviderId)
+        .order_by_asc(provider_model_caps::Column::UpstreamModel);
+    if let Some(id) = provider {
+        q = q.filter(provider_model_caps::Column::ProviderId.eq(id));
+    }
+    let mut out: BTreeMap<i64, Vec<ModelCaps>> = BTreeMap::new();
+    for r in q.all(db).await? {
+        out.entry(r.provider_id).or_default().push(ModelCaps {
+            upstream_model: r.upstream_model,
+            rpm: r.rpm.and_then(|v| u64::try_from(v).ok()),
+            tpm: r.tpm.and_then(|v| u64::try_from(v).ok()),
+            max_concurrency: r.max_concurrency.and_then(|v| u32::try_from(v).ok()),
+        });
+    }
+    Ok(out)
+}
+
+/// Replaces a provider's per-upstream-model caps (inside the caller's change).
+async fn replace_model_caps(
+    db: &impl ConnectionTrait,
+    provider_id: i64,
+    caps: &[ModelCaps],
+) -> Result<(), DomainError> {
+    provider_model_caps::Entity::delete_many()
+        .filter(provider_model_caps::Column::ProviderId.eq(provider_id))
+        .exec(db)
+        .await?;
+    let to_i64 = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
+    for c in caps {
+        provider_model_caps::ActiveModel {
+            provider_id: Set(provider_id),
+            upstream_model: Set(c.upstream_model.clone()),
+            rpm: Set(to_i64(c.rpm)),
+            tpm: Set(to_i64(c.tpm)),
+            max_concurrency: Set(to_i64(c.max_concurrency.map(u64::from))),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Most per-upstream-model cap entries on one provider.
+const MAX_MODEL_CAPS: usize = 1000;
+const MAX_UPSTREAM_MODEL_LEN: usize = 200;
+
+/// Checks and normalises (trimmed names) the per-upstream-model caps.
+fn validate_model_caps(caps: &[ModelCaps]) -> Result<Vec<ModelCaps>, DomainError> {
+    if caps.len() > MAX_MODEL_CAPS {
+        return Err(DomainError::invalid("model_caps", format!("at most {MAX_MODEL_CAPS} model_caps entries")));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(caps.len());
+    for (i, c) in caps.iter().enumerate() {
+        let name = c.upstream_model.trim();
+        if name.is_empty() || name.chars().count() > MAX_UPSTREAM_MODEL_LEN {
+            return Err(DomainError::invalid(
+                "model_caps.upstream_model",
+                format!("model_caps[{i}].upstream_model must be 1-{MAX_UPSTREAM_MODEL_LEN} characters"),
+            ));
+        }
+        if !seen.insert(name.to_owned()) {
+            return Err(DomainError::invalid(
+                "model_caps.upstream_model",
+                format!("upstream model `{name}` is listed twice in model_caps"),
+            ));
+        }
+        if c.rpm.is_none() && c.tpm.is_none() && c.max_concurrency.is_none() {
+            return Err(DomainError::invalid(
+                "model_caps",
+                format!("model_caps entry for `{name}` sets none of rpm, tpm, max_concurrency"),
+            ));
+        }
+        for (param, value) in [
+            ("model_caps.rpm", c.rpm),
+            ("model_caps.tpm", c.tpm),
+            ("model_caps.max_concurrency", c.max_concurrency.map(u64::from)),
+        ] {
+            if value.is_some_and(|v| v == 0 || v > MAX_CAP) {
+                return Err(DomainError::invalid(param, format!("{param} of `{name}` must be 1-{MAX_CAP}")));
+            }
+        }
+        out.push(ModelCaps { upstream_model: name.to_owned(), ..c.clone() });
+    }
+    Ok(out)
+}
+
 /// Largest cap accepted in any dimension.
 const MAX_CAP: u64 = 1_000_000_000;
 
@@ -125,6 +233,7 @@ struct Valid {
     /// rpm, tpm, max_concurrency.
     caps: [Option<i64>; 3],
     team_share_pct: Option<i16>,
+    model_caps: Vec<ModelCaps>,
 }
 
 fn validate(input: &ProviderInput) -> Result<Valid, DomainError> {
@@ -187,7 +296,8 @@ fn validate(input: &ProviderInput) -> Result<Valid, DomainError> {
         return Err(DomainError::invalid("caps.team_share_pct", "caps.team_share_pct must be 1-100 (percent)"));
     }
     let team_share_pct = c.team_share_pct.map(i16::from);
-    Ok(Valid { name: name.to_owned(), kind, base_url: base_url.to_owned(), timeouts, caps, team_share_pct })
+    let model_caps = validate_model_caps(&input.model_caps)?;
+    Ok(Valid { name: name.to_owned(), kind, base_url: base_url.to_owned(), timeouts, caps, team_share_pct, model_caps })
 }
 
 fn conflict(name: &str) -> impl FnOnce() -> String + '_ {
@@ -221,6 +331,7 @@ pub async fn create(store: &Store, actor: &Actor, input: ProviderInput) -> Resul
     .insert(&*change)
     .await
     .map_err(|e| DomainError::on_unique(e, conflict(&valid.name)))?;
+    replace_model_caps(&*change, row.id, &valid.model_caps).await?;
     let entry = AuditEntry::new(
         "provider.create",
         "provider",
@@ -233,10 +344,11 @@ pub async fn create(store: &Store, actor: &Actor, input: ProviderInput) -> Resul
             "timeouts_ms": [row.first_byte_timeout_ms, row.idle_timeout_ms, row.total_timeout_ms],
             "caps": [row.cap_rpm, row.cap_tpm, row.cap_max_concurrency],
             "team_share_pct": row.cap_team_share_pct,
+            "model_caps": valid.model_caps,
         }),
     );
     change.commit(store, actor, entry).await?;
-    Ok(row.into())
+    Ok(Provider { model_caps: valid.model_caps, ..row.into() })
 }
 
 pub async fn update(store: &Store, actor: &Actor, id: i64, input: ProviderInput) -> Result<Provider, DomainError> {
@@ -266,6 +378,7 @@ pub async fn update(store: &Store, actor: &Actor, id: i64, input: ProviderInput)
     }
     active.updated_at = Set(Utc::now());
     let row = active.update(&*change).await.map_err(|e| DomainError::on_unique(e, conflict(&valid.name)))?;
+    replace_model_caps(&*change, row.id, &valid.model_caps).await?;
     let entry = AuditEntry::new(
         "provider.update",
         "provider",
@@ -279,15 +392,30 @@ pub async fn update(store: &Store, actor: &Actor, id: i64, input: ProviderInput)
             "timeouts_ms": [row.first_byte_timeout_ms, row.idle_timeout_ms, row.total_timeout_ms],
             "caps": [row.cap_rpm, row.cap_tpm, row.cap_max_concurrency],
             "team_share_pct": row.cap_team_share_pct,
+            "model_caps": valid.model_caps,
         }),
     );
     change.commit(store, actor, entry).await?;
-    Ok(row.into())
+    Ok(Provider { model_caps: valid.model_caps, ..row.into() })
 }
 
 pub async fn list(store: &Store) -> Result<Vec<Provider>, DomainError> {
     let rows = providers::Entity::find().order_by_asc(providers::Column::Id).all(&store.db).await?;
-    Ok(rows.into_iter().map(Provider::from).collect())
+    let mut model_caps = model_caps_by_provider(&store.db, None).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let caps = model_caps.remove(&r.id).unwrap_or_default();
+            Provider { model_caps: caps, ..Provider::from(r) }
+        })
+        .collect())
+}
+
+/// One provider with its per-upstream-model caps.
+pub async fn get(store: &Store, id: i64) -> Result<Provider, DomainError> {
+    let row = providers::Entity::find_by_id(id).one(&store.db).await?.ok_or(DomainError::NotFound("provider"))?;
+    let model_caps = model_caps_by_provider(&store.db, Some(id)).await?.remove(&id).unwrap_or_default();
+    Ok(Provider { model_caps, ..Provider::from(row) })
 }
 
 #[cfg(test)]
@@ -302,6 +430,7 @@ mod tests {
             api_key: Some("sk-secret".into()),
             timeouts: Default::default(),
             caps: Default::default(),
+            model_caps: Vec::new(),
         }
     }
 

@@ -124,6 +124,7 @@ pub async fn build(db: &DatabaseConnection, cipher: &Cipher, now: DateTime<Utc>)
         .all(&txn)
         .await?;
     let provider_rows = providers::Entity::find().order_by_asc(providers::Column::Id).all(&txn).await?;
+    let mut model_caps = super::providers::model_caps_by_provider(&txn, None).await?;
     let models = load_all(&txn).await?;
     let team_ids = team_rows.iter().map(|t| t.id).collect();
     let key_ids = key_rows.iter().map(|k| k.id).collect();
@@ -154,6 +155,7 @@ pub async fn build(db: &DatabaseConnection, cipher: &Cipher, now: DateTime<Utc>)
                 id: p.id,
                 timeouts: super::providers::timeouts_of(&p),
                 caps: super::providers::caps_of(&p),
+                model_caps: model_caps.remove(&p.id).unwrap_or_default(),
                 name: p.name,
                 base_url: p.base_url,
             })

@@ -19,6 +19,7 @@ pub mod model_targets;
 pub mod models;
 pub mod nodes;
 pub mod price_versions;
+pub mod provider_model_caps;
 pub mod providers;
 pub mod revoked_sessions;
 pub mod team_members;

@@ -29,6 +29,8 @@ pub struct AppState {
     pub node_token: NodeToken,
     /// Turns true when the server is stopping, so long-polls answer at once instead of holding shutdown.
     pub stopping: watch::Receiver<bool>,
+    /// The nodes' latest upstream status reports, in this replica's memory.
+    pub upstream: std::sync::Arc<crate::domain::upstream_status::Board>,
 }
 
 /// Default JSON body limit of the admin API.
@@ -51,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/node/v1")
                 .wrap(from_fn(auth::require_node_token))
                 .route("/snapshot", web::get().to(node_api::snapshot::poll))
+                .route("/status", web::post().to(node_api::status::report))
                 .service(
                     web::resource("/usage")
                         .app_data(error::json_config(USAGE_JSON_LIMIT))

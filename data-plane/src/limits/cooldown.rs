@@ -1,7 +1,9 @@
 //! Upstream cool-downs: after a provider answers 429, its target is left alone for as long as the provider asked
 //! (`Retry-After`, or the `x-ratelimit-reset-*` of the exhausted dimension), and routing goes to the next target.
 //! The cool-down starts on this node at once and, with Redis, on every node: a key with that TTL, which each node
-//! reads at most once per target per [`RECHECK`] (and only while the target is not already cooling here).
+//! reads at most once per target per [`RECHECK`] (and only while the target is not already cooling here). Without
+//! Redis too: the node reports it to the control plane at once (`upstream_status`), which hands it to the other
+//! nodes in the answer to their next status report.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -24,6 +26,9 @@ pub struct CoolState {
 #[derive(Debug, Default, Clone, Copy)]
 struct Cool {
     until: Option<Instant>,
+    /// The end of the last cool-down this node started after a 429 it received itself (reported to the control
+    /// plane, which hands it to the other nodes).
+    own_until: Option<Instant>,
     /// When Redis was last asked about this target.
     checked: Option<Instant>,
 }
@@ -40,6 +45,22 @@ impl CoolState {
         if c.until.is_none_or(|u| u < until) {
             c.until = Some(until);
         }
+    }
+
+    /// Starts a cool-down after a 429 this node received.
+    fn start(&self, until: Instant) {
+        let mut c = lock(&self.inner);
+        if c.until.is_none_or(|u| u < until) {
+            c.until = Some(until);
+        }
+        if c.own_until.is_none_or(|u| u < until) {
+            c.own_until = Some(until);
+        }
+    }
+
+    /// Time left of the cool-down this node started itself, if it still runs.
+    pub fn own_left(&self, now: Instant) -> Option<Duration> {
+        lock(&self.inner).own_until.filter(|&u| u > now).map(|u| u - now)
     }
 
     /// True (and records the check) when Redis was not asked within [`RECHECK`].
@@ -70,9 +91,11 @@ impl Limiter {
         Some(left)
     }
 
-    /// Cools the target down for `length`, here at once and in the fleet when Redis is configured.
+    /// Cools the target down for `length`, here at once and in the fleet: through Redis when it is configured,
+    /// and through the control plane (the status reporter is woken to report it at once).
     pub async fn cool_down(&self, provider_id: i64, upstream_model: &str, cool: &CoolState, length: Duration) {
-        cool.extend(Instant::now() + length);
+        cool.start(Instant::now() + length);
+        self.inner.cooled.notify_one();
         if let Some(fleet) = &self.inner.fleet
             && let Err(e) = fleet.set_cooldown(&cool_key(fleet, provider_id, upstream_model), length).await
         {

@@ -24,7 +24,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
 use switchyard_shared::limits::Spend;
 use switchyard_shared::period::{Period, PeriodKind, Zone};
-use switchyard_shared::snapshot::{LimitScope, Snapshot};
+use switchyard_shared::snapshot::{LimitScope, ModelCaps, Snapshot, TargetCaps};
 use switchyard_shared::{Price, UsageRecord};
 use uuid::Uuid;
 
@@ -202,6 +202,10 @@ pub enum Subject {
     Provider,
     /// One team's share of a provider credential's caps; the state's `sub` is the team.
     ProviderTeam,
+    /// One upstream model's own caps on a provider credential (`ModelCaps`); the state's `model` names it.
+    ProviderModel,
+    /// One team's share of an upstream model's own caps; `sub` is the team, `model` the upstream model.
+    ProviderModelTeam,
 }
 
 impl Subject {
@@ -211,6 +215,8 @@ impl Subject {
             Self::Key => "key",
             Self::Provider => "provider",
             Self::ProviderTeam => "team's share of the provider",
+            Self::ProviderModel => "upstream model",
+            Self::ProviderModelTeam => "team's share of the upstream model",
         }
     }
 }
@@ -418,8 +424,10 @@ struct RateState {
 struct ScopeState {
     scope: Subject,
     id: i64,
-    /// The team of a `ProviderTeam` state (whose `id` is the provider); 0 otherwise.
+    /// The team of a `ProviderTeam`/`ProviderModelTeam` state (whose `id` is the provider); 0 otherwise.
     sub: i64,
+    /// The upstream model of a `ProviderModel`/`ProviderModelTeam` state.
+    model: Option<Arc<str>>,
     rpm: Mutex<RateState>,
     tpm: Mutex<RateState>,
     slots: Arc<Slots>,
@@ -429,22 +437,32 @@ struct ScopeState {
 impl ScopeState {
     /// This state's Redis key for `kind` (`rpm`, `tpm`, `conc`).
     fn fleet_key(&self, fleet: &Fleet, kind: &str) -> String {
+        let model = self.model.as_deref().unwrap_or_default();
         match self.scope {
             Subject::ProviderTeam => fleet.key(kind, &format!("provider:{}:team", self.id), self.sub),
+            Subject::ProviderModel => fleet.key(kind, "provider", self.id) + ":model:" + model,
+            Subject::ProviderModelTeam => {
+                fleet.key(kind, &format!("provider:{}:team", self.id), self.sub) + ":model:" + model
+            }
             s => fleet.key(kind, s.as_str(), self.id),
         }
     }
 }
 
+/// (whose, id, sub, hash of the upstream model or 0): see [`ScopeState`].
+type StateKey = (Subject, i64, i64, u64);
+
 struct Inner {
     node_id: Arc<str>,
     settings: LimitSettings,
     fleet: Option<Fleet>,
-    scopes: RwLock<HashMap<(Subject, i64, i64), Arc<ScopeState>>>,
+    scopes: RwLock<HashMap<StateKey, Arc<ScopeState>>>,
     clock: Box<dyn Clock>,
     fallbacks: AtomicU64,
     denied_rate: AtomicU64,
     denied_budget: AtomicU64,
+    /// Rung when an upstream 429 starts a cool-down here, so the status reporter tells the control plane at once.
+    cooled: tokio::sync::Notify,
 }
 
 pub struct Limiter {
@@ -489,6 +507,7 @@ impl Limiter {
             fallbacks: AtomicU64::new(0),
             denied_rate: AtomicU64::new(0),
             denied_budget: AtomicU64::new(0),
+            cooled: tokio::sync::Notify::new(),
         });
         let ticker = inner.fleet.is_some().then(|| tokio::spawn(fleet_task(Arc::downgrade(&inner))));
         Ok(Self { inner, ticker })
@@ -501,6 +520,11 @@ impl Limiter {
             Some(f) => f.connect(within).await,
             None => true,
         }
+    }
+
+    /// Resolves when a cool-down started on this node since the last call (or at once if one did meanwhile).
+    pub async fn cooled(&self) {
+        self.inner.cooled.notified().await;
     }
 
     pub fn stats(&self) -> LimitStats {
@@ -551,23 +575,136 @@ impl Limiter {
         &self,
         provider_id: i64,
         team_id: i64,
-        policy: &Policy,
+        policy: &TargetPolicy,
         prompt_tokens: u64,
     ) -> Result<Ticket, Denied> {
-        let state = self.inner.state(Subject::Provider, provider_id);
         let ticket = Ticket {
             headers: RateHeaders::default(),
             held: Mutex::new(Held::default()),
             limiter: Arc::downgrade(&self.inner),
         };
         let ask = Ask { team_id: 0, key_id: 0, prompt_tokens, body: &[], price: Price::default() };
-        // The team's share first: a team over it should not spend the credential's own allowance.
-        let mut scopes = Vec::with_capacity(2);
-        if let Some(share) = &policy.team_share {
-            scopes.push((self.inner.state_of(Subject::ProviderTeam, provider_id, team_id), &**share));
+        // The team's shares first: a team over its share should not spend the credential's own allowance.
+        let mut scopes = Vec::with_capacity(4);
+        let model = policy.model.as_ref();
+        if let Some((m, p)) = model
+            && let Some(share) = &p.team_share
+        {
+            scopes.push((self.inner.state_of(Subject::ProviderModelTeam, provider_id, team_id, Some(m)), &**share));
         }
-        scopes.push((state, policy));
+        if let Some(share) = policy.provider.as_ref().and_then(|p| p.team_share.as_deref()) {
+            scopes.push((self.inner.state_of(Subject::ProviderTeam, provider_id, team_id, None), share));
+        }
+        if let Some((m, p)) = model {
+            scopes.push((self.inner.state_of(Subject::ProviderModel, provider_id, 0, Some(m)), p));
+        }
+        if let Some(p) = &policy.provider {
+            scopes.push((self.inner.state(Subject::Provider, provider_id), p));
+        }
         self.inner.take_all(&Policies::default(), &ask, &scopes, ticket).await
+    }
+
+    /// How much of a target's caps is in use on this node right now (rates: taken in the rolling minute; with
+    /// Redis, the fleet's figure as of the last lease), without taking anything.
+    pub fn target_use(&self, provider_id: i64, policy: &TargetPolicy) -> TargetUse {
+        let mut out = TargetUse::default();
+        let now = self.inner.clock.mono_ns();
+        let read = |state: Option<Arc<ScopeState>>, p: &Policy, out: &mut TargetUse| {
+            let rate_use = |cell: Option<&Mutex<RateState>>, rate: Rate| {
+                let used = cell.map_or(0, |c| {
+                    let s = lock(c);
+                    let remaining = if self.inner.fleet.is_some() && s.pool_expires > now {
+                        s.fleet_remaining + s.pool
+                    } else {
+                        s.local.peek(rate, now).0
+                    };
+                    rate.limit.saturating_sub(remaining)
+                });
+                (used, rate.limit)
+            };
+            if let Some(rate) = p.rpm {
+                out.requests = Some(rate_use(state.as_ref().map(|s| &s.rpm), rate));
+            }
+            if let Some(rate) = p.tpm {
+                out.tokens = Some(rate_use(state.as_ref().map(|s| &s.tpm), rate));
+            }
+            if let Some(max) = p.max_concurrent {
+                out.concurrency = Some((state.as_ref().map_or(0, |s| u64::from(s.slots.in_use())), u64::from(max)));
+            }
+        };
+        if let Some(p) = &policy.provider {
+            read(self.inner.find(Subject::Provider, provider_id, 0, None), p, &mut out);
+        }
+        if let Some((m, p)) = &policy.model {
+            read(self.inner.find(Subject::ProviderModel, provider_id, 0, Some(m)), p, &mut out);
+        }
+        out
+    }
+}
+
+/// [`Limiter::target_use`]: `(used, cap)` per capped dimension.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetUse {
+    pub requests: Option<(u64, u64)>,
+    pub tokens: Option<(u64, u64)>,
+    pub concurrency: Option<(u64, u64)>,
+}
+
+/// An upstream model named in a limiter state, with a stable hash of its name for the state's key.
+#[derive(Debug, Clone)]
+pub struct ModelKey {
+    pub name: Arc<str>,
+    hash: u64,
+}
+
+impl ModelKey {
+    pub fn new(name: &str) -> Self {
+        // FNV-1a: stable across processes and snapshots, which is all the key needs.
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        Self { name: name.into(), hash: hash.max(1) }
+    }
+}
+
+/// The caps a target (provider credential + upstream model) is kept under: its upstream model's own caps for the
+/// dimensions they set, the credential-wide caps for the others (compiled once per snapshot).
+#[derive(Debug)]
+pub struct TargetPolicy {
+    /// The credential-wide caps this target counts against, shared by the credential's other upstream models.
+    pub provider: Option<Policy>,
+    /// The upstream model's own caps, counted for (provider, upstream model) alone.
+    pub model: Option<(ModelKey, Policy)>,
+}
+
+impl TargetPolicy {
+    /// `None` when neither the credential nor the upstream model has a cap.
+    pub fn of(caps: &switchyard_shared::snapshot::TargetCaps, model_caps: Option<&ModelCaps>) -> Option<Self> {
+        let Some(mc) = model_caps else {
+            return Policy::of_caps(caps).map(|p| Self { provider: Some(p), model: None });
+        };
+        let own = TargetCaps {
+            rpm: mc.rpm,
+            tpm: mc.tpm,
+            max_concurrency: mc.max_concurrency,
+            team_share_pct: caps.team_share_pct,
+        };
+        let rest = TargetCaps {
+            rpm: caps.rpm.filter(|_| mc.rpm.is_none()),
+            tpm: caps.tpm.filter(|_| mc.tpm.is_none()),
+            max_concurrency: caps.max_concurrency.filter(|_| mc.max_concurrency.is_none()),
+            team_share_pct: caps.team_share_pct,
+        };
+        let provider = Policy::of_caps(&rest);
+        let model = Policy::of_caps(&own).map(|p| (ModelKey::new(&mc.upstream_model), p));
+        (provider.is_some() || model.is_some()).then_some(Self { provider, model })
+    }
+
+    /// Whether the target's caps are its upstream model's own (`model`), the credential's (`provider`) or both.
+    pub fn scope(&self) -> &'static str {
+        match (&self.provider, &self.model) {
+            (Some(_), Some(_)) => "model+provider",
+            (None, Some(_)) => "model",
+            _ => "provider",
+        }
     }
 }
 
@@ -615,23 +752,31 @@ enum Which {
 
 impl Inner {
     fn state(&self, scope: Subject, id: i64) -> Arc<ScopeState> {
-        self.state_of(scope, id, 0)
+        self.state_of(scope, id, 0, None)
     }
 
-    fn state_of(&self, scope: Subject, id: i64, sub: i64) -> Arc<ScopeState> {
-        if let Some(s) = self.scopes.read().unwrap_or_else(|e| e.into_inner()).get(&(scope, id, sub)) {
-            return s.clone();
+    /// The state if it exists, without creating one.
+    fn find(&self, scope: Subject, id: i64, sub: i64, model: Option<&ModelKey>) -> Option<Arc<ScopeState>> {
+        let key = (scope, id, sub, model.map_or(0, |m| m.hash));
+        self.scopes.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned()
+    }
+
+    fn state_of(&self, scope: Subject, id: i64, sub: i64, model: Option<&ModelKey>) -> Arc<ScopeState> {
+        if let Some(s) = self.find(scope, id, sub, model) {
+            return s;
         }
+        let key = (scope, id, sub, model.map_or(0, |m| m.hash));
         let period = Period::containing(PeriodKind::Monthly, Zone::UTC, self.clock.utc());
         self.scopes
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((scope, id, sub))
+            .entry(key)
             .or_insert_with(|| {
                 Arc::new(ScopeState {
                     scope,
                     id,
                     sub,
+                    model: model.map(|m| m.name.clone()),
                     rpm: Mutex::default(),
                     tpm: Mutex::default(),
                     slots: Arc::default(),
@@ -1085,7 +1230,7 @@ mod tests {
             max_concurrency: Some(1),
             team_share_pct: None,
         };
-        let policy = Policy::of_caps(&caps).unwrap();
+        let policy = TargetPolicy::of(&caps, None).unwrap();
         let first = l.admit_target(7, 1, &policy, 10).await.unwrap();
         // One in flight: the second waits for a slot.
         let busy = l.admit_target(7, 1, &policy, 10).await.err().unwrap();
@@ -1112,7 +1257,7 @@ mod tests {
             max_concurrency: None,
             team_share_pct: Some(50),
         };
-        let policy = Policy::of_caps(&caps).unwrap();
+        let policy = TargetPolicy::of(&caps, None).unwrap();
         assert!(l.admit_target(7, 1, &policy, 10).await.is_ok());
         assert!(l.admit_target(7, 1, &policy, 10).await.is_ok());
         // Team 1 has its two of the four; its third is refused on its share, which leaves the credential's rate alone.
@@ -1127,6 +1272,40 @@ mod tests {
         assert!(Policy::of_caps(&whole).unwrap().team_share.is_none());
         let tiny = switchyard_shared::snapshot::TargetCaps { team_share_pct: Some(1), ..caps };
         assert_eq!(Policy::of_caps(&tiny).unwrap().team_share.unwrap().rpm.map(|r| r.limit), Some(1));
+    }
+
+    #[tokio::test]
+    async fn an_upstream_models_own_caps_replace_the_credentials_for_the_dimensions_they_set() {
+        let (l, _clock) = limiter();
+        let caps = TargetCaps { rpm: Some(3), tpm: None, max_concurrency: Some(5), team_share_pct: None };
+        let big = ModelCaps { upstream_model: "gpt-4o-mini".into(), rpm: Some(5), ..Default::default() };
+        let mini = TargetPolicy::of(&caps, Some(&big)).unwrap();
+        let other = TargetPolicy::of(&caps, None).unwrap();
+        assert_eq!((mini.scope(), other.scope()), ("model+provider", "provider"));
+        // gpt-4o-mini has 5 requests a minute of its own; the credential's 3 are left to the other models.
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            held.push(l.admit_target(7, 1, &mini, 10).await.unwrap());
+        }
+        let d = l.admit_target(7, 1, &mini, 10).await.err().unwrap();
+        assert!(matches!(d, Denied::Rate { scope: Subject::ProviderModel, what: "requests", .. }), "{d:?}");
+        // Concurrency is not set for the model: its requests in flight count against the credential's 5.
+        assert_eq!(
+            l.target_use(7, &mini),
+            TargetUse { requests: Some((5, 5)), tokens: None, concurrency: Some((5, 5)) }
+        );
+        assert!(l.admit_target(7, 1, &other, 10).await.is_err(), "the credential's 5 slots are taken");
+        drop(held);
+        for _ in 0..3 {
+            assert!(l.admit_target(7, 1, &other, 10).await.is_ok());
+        }
+        assert!(l.admit_target(7, 1, &other, 10).await.is_err());
+        assert_eq!(
+            l.target_use(7, &other),
+            TargetUse { requests: Some((3, 3)), tokens: None, concurrency: Some((0, 5)) }
+        );
+        let none = ModelCaps { upstream_model: "x".into(), ..Default::default() };
+        assert!(TargetPolicy::of(&TargetCaps::default(), Some(&none)).is_none());
     }
 
     #[tokio::test]

@@ -55,6 +55,7 @@ mod tests {
             credential: Some("k".into()),
             timeouts: Default::default(),
             caps: Default::default(),
+            model_caps: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, web};
 
 use crate::domain::provider_presets::{self, FromPreset};
 use crate::domain::providers::{self, ProviderInput};
+use crate::domain::upstream_status;
 use crate::web::AppState;
 use crate::web::auth::ApiCaller;
 use crate::web::error::ApiError;
@@ -35,6 +36,26 @@ pub async fn update(
     caller.require(caller.is_operator())?;
     let provider = providers::update(&state.store, &caller.actor(), *id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(provider))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct StatusQuery {
+    pub provider_id: Option<i64>,
+}
+
+/// Upstream targets' rate-limit state, as the nodes last reported it, next to the configured caps.
+#[tracing::instrument(name = "providers.upstream_status", skip_all)]
+pub async fn upstream_status(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    query: web::Query<StatusQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(caller.is_operator())?;
+    let mut status = upstream_status::read(&state.store, &state.upstream).await?;
+    if let Some(id) = query.provider_id {
+        status.targets.retain(|t| t.provider_id == id);
+    }
+    Ok(HttpResponse::Ok().json(status))
 }
 
 /// The presets an operator can create a provider from (`POST /providers/from-preset`).

@@ -88,6 +88,10 @@ admin_routes! {
     get "/provider-presets" => providers::presets, 200, "operator", "List the provider presets.", query [], body "";
     put "/providers/{id}" => providers::update, 200, "operator", "Update a provider.", query [],
         body "ProviderInput";
+    get "/upstream-status" => providers::upstream_status, 200, "operator",
+        "Per upstream target (provider + upstream model): configured caps, the provider's advertised limits, use \
+        of the caps as the nodes report it, throttled attempts, and saturated / cooling-down state.",
+        query ["provider_id"], body "";
     post "/models" => models::create, 201, "operator", "Create a model with its targets and prices.", query [],
         body "ModelInput";
     get "/models" => models::list, 200, "operator, finance", "List models.", query [], body "";

@@ -296,6 +296,7 @@ fn the_upstream_authenticates_with_x_api_key_and_declares_the_version() {
         credential: Some("sk-ant-secret".into()),
         timeouts: Default::default(),
         caps: Default::default(),
+        model_caps: Vec::new(),
     };
     let u = upstream(&entry).unwrap();
     assert_eq!(u.url(Endpoint::ChatCompletions).unwrap().as_str(), "https://api.anthropic.com/v1/messages");
