@@ -44,6 +44,7 @@ pub const ENV_VARS: &[&str] = &[
     "SWITCHYARD_CP_REPLICA_POLL_MS",
     "SWITCHYARD_REPORTING_TIMEZONE",
     "SWITCHYARD_SPEND_PUBLISH_FLOOR_MS",
+    "SWITCHYARD_USAGE_RETENTION_MONTHS",
     "SWITCHYARD_LOG_FORMAT",
     "SWITCHYARD_QUICKSTART_NODE_LISTEN",
     "RUST_LOG",
@@ -74,6 +75,9 @@ pub struct Settings {
     /// The least time between two snapshots published only because budget spend moved
     /// (`SWITCHYARD_SPEND_PUBLISH_FLOOR_MS`); configuration changes are published at once.
     pub spend_publish_floor: Duration,
+    /// Postgres only: keep raw usage records of the current month and this many months before it, dropping older
+    /// monthly partitions (`SWITCHYARD_USAGE_RETENTION_MONTHS`); 0 keeps everything (the default).
+    pub usage_retention_months: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +116,7 @@ impl Settings {
             workers: None,
             reporting_timezone: Zone::UTC,
             spend_publish_floor: Duration::from_millis(250),
+            usage_retention_months: 0,
         }
     }
 
@@ -158,6 +163,12 @@ impl Settings {
                 reason: e.to_string(),
             })?;
             s.spend_publish_floor = Duration::from_millis(ms);
+        }
+        if let Some(v) = non_empty(lookup("SWITCHYARD_USAGE_RETENTION_MONTHS")) {
+            s.usage_retention_months = v.parse::<u32>().map_err(|e| ConfigError::Invalid {
+                name: "SWITCHYARD_USAGE_RETENTION_MONTHS",
+                reason: e.to_string(),
+            })?;
         }
         Ok(s)
     }

@@ -16,6 +16,7 @@ mod m20261129_000002_price_versions;
 mod m20261201_000001_console_more;
 mod m20261203_000001_target_caps;
 mod m20261205_000001_team_share;
+mod m20261210_000001_usage_partitions;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_console_more::Migration),
             Box::new(m20261203_000001_target_caps::Migration),
             Box::new(m20261205_000001_team_share::Migration),
+            Box::new(m20261210_000001_usage_partitions::Migration),
         ]
     }
 }

@@ -24,6 +24,7 @@ pub mod memberships;
 pub mod models;
 pub mod nodes;
 pub mod operators;
+pub mod partitions;
 pub mod personal_tokens;
 pub mod prices;
 pub mod provider_presets;
@@ -52,4 +53,6 @@ pub struct Store {
     pub republish: snapshot::Republish,
     /// The calendar days of usage rollups and reports.
     pub reporting_zone: Zone,
+    /// The monthly partitions of `usage_records` this process knows exist (Postgres).
+    pub partitions: partitions::Partitions,
 }

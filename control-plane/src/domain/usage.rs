@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::change::begin_write;
 use super::limits;
 use super::prices::PriceBook;
-use super::{DomainError, Store, rollups};
+use super::{DomainError, Store, partitions, rollups};
 use crate::entities::{usage_records, usage_rollups};
 
 /// Rows per INSERT: 19 bind parameters each stays far below both backends' parameter limits.
@@ -125,7 +125,7 @@ reasoning_tokens, usage_source, cost_micros, price_version_id, $2 FROM json_to_r
 node_id text, team_id bigint, key_id bigint, model text, provider_id bigint, upstream_model text, \
 started_at timestamptz, duration_us bigint, ttft_us bigint, status integer, error_code text, stream boolean, \
 prompt_tokens bigint, completion_tokens bigint, cached_input_tokens bigint, cache_write_tokens bigint, \
-reasoning_tokens bigint, usage_source text, cost_micros bigint, price_version_id bigint) ON CONFLICT (id) DO NOTHING RETURNING id";
+reasoning_tokens bigint, usage_source text, cost_micros bigint, price_version_id bigint) ON CONFLICT (id, started_at) DO NOTHING RETURNING id";
 
 async fn insert_new_postgres(
     conn: &impl ConnectionTrait,
@@ -143,6 +143,14 @@ async fn insert_new_postgres(
 pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, DomainError> {
     let received = batch.records.len() as u64;
     let now = Utc::now();
+    partitions::ensure_for(
+        &store.db,
+        &store.partitions,
+        store.reporting_zone,
+        batch.records.iter().map(|r| r.started_at),
+        now,
+    )
+    .await?;
     let txn = begin_write(&store.db).await?;
     let book = PriceBook::load(&txn, batch.records.iter().map(|r| r.model.as_str())).await?;
     let newest = batch.records.iter().map(|r| r.id).max();

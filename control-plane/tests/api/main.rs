@@ -41,5 +41,6 @@ mod snapshot;
 mod teams;
 mod upstream_limits;
 mod usage;
+mod usage_partitions;
 mod usage_rollup_reads;
 mod usage_spool;
