@@ -107,6 +107,7 @@ impl Application {
             republish: publisher.republish.clone(),
             reporting_zone: settings.reporting_timezone,
             partitions: Default::default(),
+            ingest_lanes: crate::domain::usage_copy::Lanes::connect(&db, settings.usage_ingest_lanes),
         };
         // Partitions for this month and the next ones before the first batch; then hourly (retention too).
         crate::domain::partitions::maintain(

@@ -35,6 +35,7 @@ pub mod snapshot;
 pub mod spend;
 pub mod teams;
 pub mod usage;
+pub mod usage_copy;
 
 use sea_orm::DatabaseConnection;
 use switchyard_shared::period::Zone;
@@ -55,4 +56,6 @@ pub struct Store {
     pub reporting_zone: Zone,
     /// The monthly partitions of `usage_records` this process knows exist (Postgres).
     pub partitions: partitions::Partitions,
+    /// Postgres: the connections batches are COPYed through (`usage_copy`); empty elsewhere.
+    pub ingest_lanes: usage_copy::Lanes,
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::change::begin_write;
 use super::limits;
 use super::prices::PriceBook;
-use super::{DomainError, Store, partitions, rollups};
+use super::{DomainError, Store, partitions, rollups, usage_copy};
 use crate::entities::{usage_records, usage_rollups};
 
 /// Rows per INSERT: 19 bind parameters each stays far below both backends' parameter limits.
@@ -151,24 +151,49 @@ pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, Domain
         now,
     )
     .await?;
-    let txn = begin_write(&store.db).await?;
-    let book = PriceBook::load(&txn, batch.records.iter().map(|r| r.model.as_str())).await?;
     let newest = batch.records.iter().map(|r| r.id).max();
-    let records: Vec<Costed> = batch
-        .records
-        .into_iter()
-        .map(|mut record| {
-            let price_version_id = book.cost(&mut record);
-            Costed { record, price_version_id }
-        })
-        .collect();
-    let mut ids = insert_new(&txn, &records, now).await?;
+    let shard = rollups::shard_of(&batch.node_id);
+    let cost = |book: &PriceBook, records: Vec<UsageRecord>| -> Vec<Costed> {
+        records
+            .into_iter()
+            .map(|mut record| {
+                let price_version_id = book.cost(&mut record);
+                Costed { record, price_version_id }
+            })
+            .collect()
+    };
+    let lane = store.ingest_lanes.get().await;
+    let (txn, records, mut ids) = match lane.as_ref().and_then(|l| l.db().map(|db| (l, db))) {
+        // Postgres: binary COPY on a lane, then one statement inserts the new records and rolls them up.
+        Some((lane, db)) => {
+            let book = PriceBook::load(db, batch.records.iter().map(|r| r.model.as_str())).await?;
+            let records = cost(&book, batch.records);
+            let staged: Vec<usage_copy::Staged<'_>> = records
+                .iter()
+                .map(|c| usage_copy::Staged { record: &c.record, price_version_id: c.price_version_id })
+                .collect();
+            usage_copy::stage(lane, &staged, store.reporting_zone).await?;
+            let txn = begin_write(db).await?;
+            let ids = usage_copy::insert_and_roll_up(&txn, records.len(), now, shard).await?;
+            (txn, records, ids)
+        }
+        None => {
+            let txn = begin_write(&store.db).await?;
+            let book = PriceBook::load(&txn, batch.records.iter().map(|r| r.model.as_str())).await?;
+            let records = cost(&book, batch.records);
+            let ids = insert_new(&txn, &records, now).await?;
+            // Each new id once, even when a record is repeated within the batch.
+            let mut pending = ids.clone();
+            let new = records.iter().filter(|c| pending.remove(&c.record.id));
+            let sums =
+                rollups::aggregate(new.map(|c| (&c.record, c.price_version_id.unwrap_or(0))), store.reporting_zone);
+            rollups::apply(&txn, &sums, shard).await?;
+            (txn, records, ids)
+        }
+    };
     // `remove`, so a record repeated within the batch counts once.
     let new: Vec<&Costed> = records.iter().filter(|c| ids.remove(&c.record.id)).collect();
     let stored = new.len() as u64;
-    let sums =
-        rollups::aggregate(new.iter().map(|c| (&c.record, c.price_version_id.unwrap_or(0))), store.reporting_zone);
-    rollups::apply(&txn, &sums, rollups::shard_of(&batch.node_id)).await?;
     let new_records: Vec<&UsageRecord> = new.iter().map(|c| &c.record).collect();
     let spend = limits::after_ingest(&txn, &batch.node_id, newest, &new_records, now).await?;
     txn.commit().await?;

@@ -178,3 +178,25 @@ async fn the_migration_converts_a_table_with_rows() {
     // Rows inserted behind ingest's back have no rollups; the listing reads the records.
     assert_eq!(app.usage("").await.data.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ingest_lanes_batches_take_the_json_path_with_the_same_results() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let app = spawn_app_with(database, |s| s.usage_ingest_lanes = 0).await;
+    let mut records = vec![
+        usage_record(1, 10, "m", in_month(0), 3, 4, 50),
+        usage_record(1, 10, "m", in_month(-1), 3, 4, 60),
+        usage_record(2, 20, "m", in_month(0), 1, 1, 70),
+    ];
+    records[2].status = 502;
+    records[2].ttft_us = None;
+    records.push(records[0].clone());
+    let batch = UsageBatch { node_id: "n".to_owned(), records };
+    let first = app.post_usage(&batch).await;
+    assert_eq!((first.stored, first.duplicates), (3, 1));
+    let again = app.post_usage(&batch).await;
+    assert_eq!((again.stored, again.duplicates), (0, 4));
+    let page = app.usage("").await;
+    assert_eq!((page.data.len(), page.totals.cost_micros), (3, 180));
+    assert!(rollups::check(&app.db_pool, Zone::UTC).await.unwrap().is_consistent());
+}
