@@ -168,13 +168,16 @@ pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, Domain
         Some((lane, db)) => {
             let book = PriceBook::load(db, batch.records.iter().map(|r| r.model.as_str())).await?;
             let records = cost(&book, batch.records);
+            // Each record once: a repeat within the batch would be rolled up twice by the join back to the stage.
+            let mut seen = HashSet::with_capacity(records.len());
             let staged: Vec<usage_copy::Staged<'_>> = records
                 .iter()
+                .filter(|c| seen.insert((c.record.id, c.record.started_at)))
                 .map(|c| usage_copy::Staged { record: &c.record, price_version_id: c.price_version_id })
                 .collect();
             usage_copy::stage(lane, &staged, store.reporting_zone).await?;
             let txn = begin_write(db).await?;
-            let ids = usage_copy::insert_and_roll_up(&txn, records.len(), now, shard).await?;
+            let ids = usage_copy::insert_and_roll_up(&txn, staged.len(), now, shard).await?;
             (txn, records, ids)
         }
         None => {

@@ -8,10 +8,13 @@
 //! and its `TEMP` table). The transaction checks that the staging table holds exactly the batch (a lane whose
 //! connection was replaced in between would hold nothing) and fails the batch otherwise; the node sends it again.
 //!
+//! The batch is staged without repeats (a record sent twice within one batch is staged once), so every record the
+//! insert returns matches exactly one staged row.
+//!
 //! The one statement: `WITH ins AS (INSERT … SELECT … FROM usage_stage ON CONFLICT (id, started_at) DO NOTHING
-//! RETURNING …), roll AS (INSERT INTO usage_rollups SELECT … FROM ins GROUP BY … ON CONFLICT … DO UPDATE …)
-//! SELECT id FROM ins`: only newly inserted records reach the rollups; a record's reporting day is computed in Rust
-//! (the reporting zone's calendar, as everywhere else) and staged with it.
+//! RETURNING …), roll AS (INSERT INTO usage_rollups SELECT … FROM <the staged rows ins returned> GROUP BY …
+//! ON CONFLICT … DO UPDATE …) SELECT id FROM ins`: only newly inserted records reach the rollups; a record's
+//! reporting day is computed in Rust (the reporting zone's calendar, as everywhere else) and staged with it.
 
 use std::sync::Arc;
 
@@ -48,7 +51,7 @@ price_version_id, received_at) SELECT id, request_id, node_id, team_id, key_id, 
 started_at, duration_us, ttft_us, status, error_code, stream, prompt_tokens, completion_tokens, cached_input_tokens, \
 cache_write_tokens, reasoning_tokens, usage_source, cost_micros, price_version_id, $1 FROM usage_stage \
 ON CONFLICT (id, started_at) DO NOTHING RETURNING id, started_at), \
-new AS (SELECT DISTINCT ON (s.id, s.started_at) s.* FROM usage_stage s JOIN ins ON ins.id = s.id AND ins.started_at = s.started_at), \
+new AS (SELECT s.* FROM usage_stage s WHERE (s.id, s.started_at) IN (SELECT id, started_at FROM ins)), \
 roll AS (INSERT INTO usage_rollups (team_id, key_id, model, price_version_id, day, shard, requests, errors, \
 prompt_tokens, cached_input_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, cost_micros) \
 SELECT team_id, key_id, model, COALESCE(price_version_id, 0), day, $2, count(*), count(*) FILTER (WHERE status >= 400), \
