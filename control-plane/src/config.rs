@@ -44,6 +44,8 @@ pub const ENV_VARS: &[&str] = &[
     "SWITCHYARD_CP_REPLICA_POLL_MS",
     "SWITCHYARD_REPORTING_TIMEZONE",
     "SWITCHYARD_SPEND_PUBLISH_FLOOR_MS",
+    "SWITCHYARD_USAGE_RETENTION_MONTHS",
+    "SWITCHYARD_USAGE_INGEST_LANES",
     "SWITCHYARD_LOG_FORMAT",
     "SWITCHYARD_QUICKSTART_NODE_LISTEN",
     "RUST_LOG",
@@ -74,6 +76,12 @@ pub struct Settings {
     /// The least time between two snapshots published only because budget spend moved
     /// (`SWITCHYARD_SPEND_PUBLISH_FLOOR_MS`); configuration changes are published at once.
     pub spend_publish_floor: Duration,
+    /// Postgres only: keep raw usage records of the current month and this many months before it, dropping older
+    /// monthly partitions (`SWITCHYARD_USAGE_RETENTION_MONTHS`); 0 keeps everything (the default).
+    pub usage_retention_months: u32,
+    /// Postgres only: connections of their own that usage batches are COPYed through
+    /// (`SWITCHYARD_USAGE_INGEST_LANES`, default 4); 0 sends batches as one JSON parameter on the shared pool.
+    pub usage_ingest_lanes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +120,8 @@ impl Settings {
             workers: None,
             reporting_timezone: Zone::UTC,
             spend_publish_floor: Duration::from_millis(250),
+            usage_retention_months: 0,
+            usage_ingest_lanes: crate::domain::usage_copy::LANES,
         }
     }
 
@@ -158,6 +168,17 @@ impl Settings {
                 reason: e.to_string(),
             })?;
             s.spend_publish_floor = Duration::from_millis(ms);
+        }
+        if let Some(v) = non_empty(lookup("SWITCHYARD_USAGE_INGEST_LANES")) {
+            s.usage_ingest_lanes = v
+                .parse::<usize>()
+                .map_err(|e| ConfigError::Invalid { name: "SWITCHYARD_USAGE_INGEST_LANES", reason: e.to_string() })?;
+        }
+        if let Some(v) = non_empty(lookup("SWITCHYARD_USAGE_RETENTION_MONTHS")) {
+            s.usage_retention_months = v.parse::<u32>().map_err(|e| ConfigError::Invalid {
+                name: "SWITCHYARD_USAGE_RETENTION_MONTHS",
+                reason: e.to_string(),
+            })?;
         }
         Ok(s)
     }

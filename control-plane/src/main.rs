@@ -93,6 +93,8 @@ async fn rotate_encryption_key(settings: Settings) -> anyhow::Result<()> {
         cipher: secrets.cipher,
         republish: Default::default(),
         reporting_zone: settings.reporting_timezone,
+        partitions: Default::default(),
+        ingest_lanes: Default::default(),
     };
     let done = encryption_rotation::reencrypt_all(&store).await.context("re-encrypting stored secrets")?;
     println!(

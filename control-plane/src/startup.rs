@@ -106,7 +106,26 @@ impl Application {
             cipher: secrets.cipher,
             republish: publisher.republish.clone(),
             reporting_zone: settings.reporting_timezone,
+            partitions: Default::default(),
+            ingest_lanes: crate::domain::usage_copy::Lanes::connect(&db, settings.usage_ingest_lanes),
         };
+        // Partitions for this month and the next ones before the first batch; then hourly (retention too).
+        crate::domain::partitions::maintain(
+            &db,
+            &store.partitions,
+            store.reporting_zone,
+            settings.usage_retention_months,
+            chrono::Utc::now(),
+            true,
+        )
+        .await?;
+        crate::domain::partitions::start(
+            db.clone(),
+            store.partitions.clone(),
+            store.reporting_zone,
+            settings.usage_retention_months,
+            stopping_rx.clone(),
+        );
         let bootstrap = bootstrap::ensure_operator(&store, settings.bootstrap_operator_token.as_ref()).await?;
 
         let listener =

@@ -18,6 +18,7 @@ mod m20261203_000001_target_caps;
 mod m20261205_000001_team_share;
 mod m20261207_000001_invoice_issue;
 mod m20261209_000001_target_model_caps;
+mod m20261210_000001_usage_partitions;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_team_share::Migration),
             Box::new(m20261207_000001_invoice_issue::Migration),
             Box::new(m20261209_000001_target_model_caps::Migration),
+            Box::new(m20261210_000001_usage_partitions::Migration),
         ]
     }
 }

@@ -25,6 +25,7 @@ pub mod memberships;
 pub mod models;
 pub mod nodes;
 pub mod operators;
+pub mod partitions;
 pub mod personal_tokens;
 pub mod prices;
 pub mod provider_presets;
@@ -37,6 +38,7 @@ pub mod teams;
 pub mod upstream_status;
 pub mod usage;
 pub mod usage_export;
+pub mod usage_copy;
 
 use sea_orm::DatabaseConnection;
 use switchyard_shared::period::Zone;
@@ -55,4 +57,8 @@ pub struct Store {
     pub republish: snapshot::Republish,
     /// The calendar days of usage rollups and reports.
     pub reporting_zone: Zone,
+    /// The monthly partitions of `usage_records` this process knows exist (Postgres).
+    pub partitions: partitions::Partitions,
+    /// Postgres: the connections batches are COPYed through (`usage_copy`); empty elsewhere.
+    pub ingest_lanes: usage_copy::Lanes,
 }

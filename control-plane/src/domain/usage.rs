@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::change::begin_write;
 use super::limits;
 use super::prices::PriceBook;
-use super::{DomainError, Store, rollups};
+use super::{DomainError, Store, partitions, rollups, usage_copy};
 use crate::entities::{usage_records, usage_rollups};
 
 /// Rows per INSERT: 19 bind parameters each stays far below both backends' parameter limits.
@@ -125,7 +125,7 @@ reasoning_tokens, usage_source, cost_micros, price_version_id, $2 FROM json_to_r
 node_id text, team_id bigint, key_id bigint, model text, provider_id bigint, upstream_model text, \
 started_at timestamptz, duration_us bigint, ttft_us bigint, status integer, error_code text, stream boolean, \
 prompt_tokens bigint, completion_tokens bigint, cached_input_tokens bigint, cache_write_tokens bigint, \
-reasoning_tokens bigint, usage_source text, cost_micros bigint, price_version_id bigint) ON CONFLICT (id) DO NOTHING RETURNING id";
+reasoning_tokens bigint, usage_source text, cost_micros bigint, price_version_id bigint) ON CONFLICT (id, started_at) DO NOTHING RETURNING id";
 
 async fn insert_new_postgres(
     conn: &impl ConnectionTrait,
@@ -143,24 +143,60 @@ async fn insert_new_postgres(
 pub async fn ingest(store: &Store, batch: UsageBatch) -> Result<UsageAck, DomainError> {
     let received = batch.records.len() as u64;
     let now = Utc::now();
-    let txn = begin_write(&store.db).await?;
-    let book = PriceBook::load(&txn, batch.records.iter().map(|r| r.model.as_str())).await?;
+    partitions::ensure_for(
+        &store.db,
+        &store.partitions,
+        store.reporting_zone,
+        batch.records.iter().map(|r| r.started_at),
+        now,
+    )
+    .await?;
     let newest = batch.records.iter().map(|r| r.id).max();
-    let records: Vec<Costed> = batch
-        .records
-        .into_iter()
-        .map(|mut record| {
-            let price_version_id = book.cost(&mut record);
-            Costed { record, price_version_id }
-        })
-        .collect();
-    let mut ids = insert_new(&txn, &records, now).await?;
+    let shard = rollups::shard_of(&batch.node_id);
+    let cost = |book: &PriceBook, records: Vec<UsageRecord>| -> Vec<Costed> {
+        records
+            .into_iter()
+            .map(|mut record| {
+                let price_version_id = book.cost(&mut record);
+                Costed { record, price_version_id }
+            })
+            .collect()
+    };
+    let lane = store.ingest_lanes.get().await;
+    let (txn, records, mut ids) = match lane.as_ref().and_then(|l| l.db().map(|db| (l, db))) {
+        // Postgres: binary COPY on a lane, then one statement inserts the new records and rolls them up.
+        Some((lane, db)) => {
+            let book = PriceBook::load(db, batch.records.iter().map(|r| r.model.as_str())).await?;
+            let records = cost(&book, batch.records);
+            // Each record once: a repeat within the batch would be rolled up twice by the join back to the stage.
+            let mut seen = HashSet::with_capacity(records.len());
+            let staged: Vec<usage_copy::Staged<'_>> = records
+                .iter()
+                .filter(|c| seen.insert((c.record.id, c.record.started_at)))
+                .map(|c| usage_copy::Staged { record: &c.record, price_version_id: c.price_version_id })
+                .collect();
+            usage_copy::stage(lane, &staged, store.reporting_zone).await?;
+            let txn = begin_write(db).await?;
+            let ids = usage_copy::insert_and_roll_up(&txn, staged.len(), now, shard).await?;
+            (txn, records, ids)
+        }
+        None => {
+            let txn = begin_write(&store.db).await?;
+            let book = PriceBook::load(&txn, batch.records.iter().map(|r| r.model.as_str())).await?;
+            let records = cost(&book, batch.records);
+            let ids = insert_new(&txn, &records, now).await?;
+            // Each new id once, even when a record is repeated within the batch.
+            let mut pending = ids.clone();
+            let new = records.iter().filter(|c| pending.remove(&c.record.id));
+            let sums =
+                rollups::aggregate(new.map(|c| (&c.record, c.price_version_id.unwrap_or(0))), store.reporting_zone);
+            rollups::apply(&txn, &sums, shard).await?;
+            (txn, records, ids)
+        }
+    };
     // `remove`, so a record repeated within the batch counts once.
     let new: Vec<&Costed> = records.iter().filter(|c| ids.remove(&c.record.id)).collect();
     let stored = new.len() as u64;
-    let sums =
-        rollups::aggregate(new.iter().map(|c| (&c.record, c.price_version_id.unwrap_or(0))), store.reporting_zone);
-    rollups::apply(&txn, &sums, rollups::shard_of(&batch.node_id)).await?;
     let new_records: Vec<&UsageRecord> = new.iter().map(|c| &c.record).collect();
     let spend = limits::after_ingest(&txn, &batch.node_id, newest, &new_records, now).await?;
     txn.commit().await?;

@@ -43,5 +43,6 @@ mod teams;
 mod upstream_limits;
 mod usage;
 mod usage_export;
+mod usage_partitions;
 mod usage_rollup_reads;
 mod usage_spool;
