@@ -37,8 +37,8 @@ pub mod spend;
 pub mod teams;
 pub mod upstream_status;
 pub mod usage;
-pub mod usage_export;
 pub mod usage_copy;
+pub mod usage_export;
 
 use sea_orm::DatabaseConnection;
 use switchyard_shared::period::Zone;
