@@ -1,9 +1,14 @@
-//! Draft invoices: a team's usage for a calendar month of the reporting time zone, computed from the usage
-//! rollups only (never the raw records), with one line per (model, price version).
+//! Invoices: a team's usage for a calendar month of the reporting time zone, one line per (model, price version).
+//! A month's invoice is a draft — computed from the usage rollups only (never the raw records) on every read —
+//! until it is issued: then its document is stored once with the next gap-free number and returned as stored.
+//! Usage of an issued month that arrives later is billed on the next invoice as adjustment lines:
+//! `rollups(M) − Σ invoice_lines frozen for M`, per line.
 //!
-//! Rounding happens once, per record, at ingest (the record's cost in integer micro-units); a line's amount is the
-//! exact integer sum of its records' costs and the total the exact sum of the lines, so lines add up to the total
-//! to the micro-unit by construction. [`reconcile`] checks this against the raw records.
+//! Rounding happens once per record, at ingest (the record's cost in integer micro-units); a line's amount is the
+//! exact integer sum of its records' costs and the subtotal the exact sum of the lines. The team's discount or
+//! markup is the one rounding of an invoice ([`markup_amount`]: half away from zero, to the micro-unit), so the
+//! lines, the markup and the total add up to the micro-unit. [`reconcile`] checks a usage month against the raw
+//! records.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
