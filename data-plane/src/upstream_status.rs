@@ -123,18 +123,22 @@ pub async fn run(
             continue;
         }
         let Ok(body) = serde_json::to_vec(&status) else { continue };
-        let sent = client
-            .post(&url)
-            .bearer_auth(node_token.expose())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status);
-        let answer = match sent {
-            Ok(res) => res.bytes().await,
-            Err(e) => Err(e),
+        let exchange = async {
+            let res = client
+                .post(&url)
+                .bearer_auth(node_token.expose())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)?;
+            res.bytes().await
+        };
+        // A report in flight must not hold up the node's shutdown.
+        let answer = tokio::select! {
+            a = exchange => a,
+            _ = stop.changed() => return,
         };
         match answer.map(|b| serde_json::from_slice::<StatusAck>(&b)) {
             Ok(Ok(ack)) => apply(&catalog, &ack),
