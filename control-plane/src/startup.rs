@@ -110,7 +110,7 @@ impl Application {
             ingest_lanes: crate::domain::usage_copy::Lanes::connect(&db, settings.usage_ingest_lanes),
         };
         // Partitions for this month and the next ones before the first batch; then hourly (retention too).
-        crate::domain::partitions::maintain(
+        if let Err(e) = crate::domain::partitions::maintain(
             &db,
             &store.partitions,
             store.reporting_zone,
@@ -118,7 +118,11 @@ impl Application {
             chrono::Utc::now(),
             true,
         )
-        .await?;
+        .await
+        {
+            // Records land in the DEFAULT partition meanwhile; the hourly pass and ingest create partitions later.
+            tracing::warn!(error = %e, "usage partition maintenance failed at start");
+        }
         crate::domain::partitions::start(
             db.clone(),
             store.partitions.clone(),

@@ -123,23 +123,97 @@ pub async fn run(
             continue;
         }
         let Ok(body) = serde_json::to_vec(&status) else { continue };
-        let sent = client
-            .post(&url)
-            .bearer_auth(node_token.expose())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status);
-        let answer = match sent {
-            Ok(res) => res.bytes().await,
-            Err(e) => Err(e),
+        let exchange = async {
+            let res = client
+                .post(&url)
+                .bearer_auth(node_token.expose())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)?;
+            res.bytes().await
+        };
+        // A report in flight must not hold up the node's shutdown.
+        let answer = tokio::select! {
+            a = exchange => a,
+            _ = stop.changed() => return,
         };
         match answer.map(|b| serde_json::from_slice::<StatusAck>(&b)) {
             Ok(Ok(ack)) => apply(&catalog, &ack),
             Ok(Err(e)) => tracing::debug!(error = %e, "unreadable status answer"),
             Err(e) => tracing::debug!(error = %e, "status report failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_shared::Price;
+    use switchyard_shared::snapshot::*;
+
+    use super::*;
+    use crate::limits::LimitSettings;
+
+    /// One provider capped at 10 RPM with `big` capped at 100 RPM of its own; models routing to `big` and `small`
+    /// (and `small` twice, to check it is reported once).
+    fn catalog() -> Catalog {
+        let target = |m: &str| TargetEntry { provider_id: 1, upstream_model: m.into(), weight: 1, priority: 0 };
+        let model = |name: &str, targets: Vec<TargetEntry>| ModelEntry {
+            name: name.into(),
+            price: Price::default(),
+            targets,
+            allowed_teams: None,
+        };
+        let snapshot = Snapshot {
+            version: 1,
+            providers: vec![ProviderEntry {
+                id: 1,
+                name: "p".into(),
+                kind: ProviderKind::OpenaiCompatible,
+                base_url: "http://x/v1".into(),
+                credential: None,
+                timeouts: Default::default(),
+                caps: TargetCaps { rpm: Some(10), ..Default::default() },
+                model_caps: vec![ModelCaps { upstream_model: "big".into(), rpm: Some(100), ..Default::default() }],
+            }],
+            models: vec![model("a", vec![target("big"), target("small")]), model("b", vec![target("small")])],
+            ..Snapshot::empty(Utc::now())
+        };
+        Catalog::compile(&snapshot, &Default::default())
+    }
+
+    #[tokio::test]
+    async fn the_report_has_each_target_once_with_its_caps_in_use_and_its_own_cooldowns_only() {
+        let catalog = catalog();
+        let limiter = Limiter::new(LimitSettings::default(), "n".into()).unwrap();
+        let big = catalog.targets().find(|t| &*t.upstream_model == "big").unwrap();
+        let small = catalog.targets().find(|t| &*t.upstream_model == "small").unwrap();
+        let _t = limiter.admit_target(1, 1, big.caps.as_ref().unwrap(), 10).await.unwrap();
+        small.health.limits.throttled(Utc::now());
+        small.health.limits.learned("requests", 500);
+        limiter.cool_down(1, "big", &big.health.cool, Duration::from_secs(30)).await;
+        let report = build("n", &catalog, &limiter);
+        let mut targets = report.targets.clone();
+        targets.sort_by(|a, b| a.upstream_model.cmp(&b.upstream_model));
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[0].requests, Some(CapUse { used: 1, cap: 100 }));
+        assert_eq!(targets[0].cap_scope.as_deref(), Some("model"));
+        assert!(targets[0].cooling_until.is_some());
+        assert_eq!(targets[1].requests, Some(CapUse { used: 0, cap: 10 }));
+        assert_eq!((targets[1].throttled, targets[1].learned_requests), (1, Some(500)));
+        assert_eq!(report.cooldowns.len(), 1);
+
+        // A cool-down learned from the fleet applies here but is not reported as this node's own.
+        let until = Utc::now() + chrono::Duration::seconds(20);
+        apply(
+            &catalog,
+            &StatusAck { cooldowns: vec![Cooldown { provider_id: 1, upstream_model: "small".into(), until }] },
+        );
+        let left = small.health.cool.left(Instant::now()).unwrap();
+        assert!(left > Duration::from_secs(18) && left <= Duration::from_secs(20), "{left:?}");
+        let report = build("n", &catalog, &limiter);
+        assert_eq!(report.cooldowns.iter().map(|c| c.upstream_model.as_str()).collect::<Vec<_>>(), ["big"]);
     }
 }

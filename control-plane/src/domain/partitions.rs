@@ -110,8 +110,9 @@ async fn exec(conn: &impl ConnectionTrait, sql: &str) -> Result<(), DomainError>
 /// Begins a transaction holding the partition lock; `wait = false` gives `None` when another replica holds it.
 async fn locked(db: &DatabaseConnection, wait: bool) -> Result<Option<DatabaseTransaction>, DomainError> {
     let txn = db.begin().await?;
-    // DDL on the parent waits for ingest transactions; never queue ingest behind a long wait.
-    exec(&txn, "SET LOCAL lock_timeout = '10s'").await?;
+    // DDL on the parent waits for running ingest transactions (milliseconds each), and new ones queue behind it:
+    // give up soon rather than stall ingest; the next pass retries.
+    exec(&txn, "SET LOCAL lock_timeout = '3s'").await?;
     let sql = if wait {
         "SELECT pg_advisory_xact_lock($1) IS NULL AS got"
     } else {

@@ -53,7 +53,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/node/v1")
                 .wrap(from_fn(auth::require_node_token))
                 .route("/snapshot", web::get().to(node_api::snapshot::poll))
-                .route("/status", web::post().to(node_api::status::report))
+                .service(
+                    // A report lists every target of the node's snapshot.
+                    web::resource("/status")
+                        .app_data(error::json_config(USAGE_JSON_LIMIT))
+                        .route(web::post().to(node_api::status::report)),
+                )
                 .service(
                     web::resource("/usage")
                         .app_data(error::json_config(USAGE_JSON_LIMIT))
