@@ -209,8 +209,16 @@ impl Pair {
         [self.nodes[0].address.clone(), self.nodes[1].address.clone()]
     }
 
-    /// A clean stop of both: each reports what it still holds before exiting.
+    /// Waits until both nodes' spools are acknowledged (a 30 s outage leaves tens of thousands of records to
+    /// send, more than a shutdown's grace period may cover on a busy machine), then stops both cleanly.
     async fn stop(self) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        for n in &self.nodes {
+            while n.metric("switchyard_usage_spool_bytes").await > 0 {
+                assert!(Instant::now() < deadline, "the spool of {} did not drain", n.address);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         for n in self.nodes {
             n.sigterm().await;
         }

@@ -95,7 +95,7 @@ pub async fn start_node_with_env(
 
 impl ChildNode {
     /// Value of an unlabelled metric of the node.
-    async fn metric(&self, name: &str) -> u64 {
+    pub async fn metric(&self, name: &str) -> u64 {
         let text = reqwest::get(format!("{}/metrics", self.address)).await.unwrap().text().await.unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
