@@ -211,7 +211,7 @@ INSERT INTO usage_records (id, request_id, node_id, team_id, key_id, model, prov
     SELECT g, ts, ts >= '{mid}'::timestamptz AS late, (g / 7) % 3 + 1 AS m, 100 + g % 900 AS prompt,
            CASE WHEN g % 5 = 0 THEN (100 + g % 900) / 2 ELSE 0 END AS cached, 20 + g % 300 AS completion
     FROM (SELECT g, '{start}'::timestamptz + ((g - 1) * {step_us}) * interval '1 microsecond' AS ts
-          FROM generate_series(1, {records}) g) s0
+          FROM generate_series(1::bigint, {records}) g) s0
   ) s
   JOIN bench_keys bk ON bk.idx = s.g % {keys};
 INSERT INTO usage_rollups (team_id, key_id, model, price_version_id, day, shard, requests, errors, prompt_tokens,
