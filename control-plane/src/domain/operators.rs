@@ -1,7 +1,6 @@
 //! Callers of the admin API: people (`users`) and their bearer tokens (`admin_tokens`, stored as SHA-256) — the
 //! bootstrap operator token and the personal access tokens users create in the console. [`authenticate_user`]
-//! accepts any live token of an enabled user (the API then applies that user's role and team scope);
-//! [`authenticate`] accepts operators only.
+//! accepts any live token of an enabled user (the API then applies that user's role and team scope).
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -31,12 +30,12 @@ impl Operator {
 }
 
 /// Finds the live token whose hash matches `presented`, of an enabled user of any role; answers the token and
-/// the user's platform role.
+/// its user (read once here, so the caller need not read it again).
 pub async fn authenticate_user(
     store: &Store,
     presented: &str,
     now: DateTime<Utc>,
-) -> Result<(Operator, String), DomainError> {
+) -> Result<(Operator, super::accounts::User), DomainError> {
     let hash = KeyHash::of(presented).to_hex();
     let token = admin_tokens::Entity::find()
         .filter(admin_tokens::Column::Hash.eq(hash))
@@ -59,5 +58,5 @@ pub async fn authenticate_user(
             tracing::warn!(error = %e, token_id = token.id, "cannot record token use");
         }
     }
-    Ok((Operator { token_id: token.id, user_id: user.id, prefix: token.prefix }, user.role))
+    Ok((Operator { token_id: token.id, user_id: user.id, prefix: token.prefix }, user.into()))
 }

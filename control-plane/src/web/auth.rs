@@ -85,11 +85,9 @@ impl FromRequest for ApiCaller {
                 crate::domain::DomainError::Unauthenticated => ApiError::Unauthorized("access token"),
                 other => ApiError::Domain(other),
             };
-            let (op, _) = operators::authenticate_user(&state.store, &token, Utc::now()).await.map_err(unauthorized)?;
-            let principal = Principal::by_id(&state.store, op.user_id, None).await.map_err(|e| match e {
-                crate::domain::DomainError::NotFound(_) => ApiError::Unauthorized("access token"),
-                other => ApiError::Domain(other),
-            })?;
+            let (op, user) =
+                operators::authenticate_user(&state.store, &token, Utc::now()).await.map_err(unauthorized)?;
+            let principal = Principal::load(&state.store, user, None).await.map_err(ApiError::Domain)?;
             Ok(ApiCaller { principal, token_prefix: op.prefix })
         })
     }
