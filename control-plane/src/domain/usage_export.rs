@@ -15,17 +15,17 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Timelike as _, Utc};
+use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use sea_orm::{
-    AccessMode, ColumnTrait as _, Condition, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    AccessMode, ColumnTrait as _, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
     EntityTrait as _, IsolationLevel, QueryFilter as _, QueryOrder as _, QuerySelect as _, TransactionTrait as _,
 };
-use switchyard_shared::period::{Period, PeriodKind, Zone};
+use switchyard_shared::period::{Period, Zone};
 use uuid::Uuid;
 
-use super::DomainError;
 use super::csv::push_field;
 use super::invoices::{Month, decimal};
+use super::{DomainError, partitions};
 use crate::entities::{api_keys, teams, usage_records};
 
 /// Rows per page: a page of CSV is a few megabytes at most.
@@ -47,15 +47,27 @@ impl ExportRange {
     /// A calendar month (`yyyy-mm`) of the reporting zone: exactly the period the month's invoices and
     /// reconciliation cover.
     pub fn month(zone: Zone, month: &str, team_id: Option<i64>) -> Result<Self, DomainError> {
-        let month = Month::parse(month)?;
-        // The invoices' own rule: the monthly period of the zone containing the 15th, noon UTC.
-        let mid = NaiveDate::parse_from_str(&format!("{month}-15"), "%Y-%m-%d")
-            .ok()
-            .and_then(|d| d.and_hms_opt(12, 0, 0))
-            .map(|t| Utc.from_utc_datetime(&t))
-            .ok_or_else(|| DomainError::invalid("month", format!("`{month}` is not a month: use yyyy-mm")))?;
-        let Period { start, end } = Period::containing(PeriodKind::Monthly, zone, mid);
+        let Period { start, end } = Month::parse(month)?.period_in(zone);
         Ok(Self { start, end, team_id })
+    }
+
+    /// Refuses a range that reaches before `usage_retention.records_from`: those raw records were dropped by the
+    /// retention setting, and an empty or partial file would look like no usage.
+    pub async fn ensure_retained(&self, conn: &impl ConnectionTrait, zone: Zone) -> Result<(), DomainError> {
+        match partitions::records_from(conn).await? {
+            Some(from) if self.start < zone.midnight(from) => {
+                let kept = from.format("%Y-%m");
+                Err(DomainError::invalid(
+                    "month",
+                    format!(
+                        "raw usage before {kept} was removed by the retention setting \
+                         (SWITCHYARD_USAGE_RETENTION_MONTHS); export {kept} or later, or use the invoices and usage \
+                         reports, which keep the aggregates"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Any `[from, to)`.
@@ -274,6 +286,7 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_utc_with_microseconds() {
+        use chrono::TimeZone as _;
         let mut out = String::new();
         let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::microseconds(6);
         timestamp(&mut out, t);
