@@ -14,9 +14,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 
 use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Func};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Func, IntoColumnRef};
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QuerySelect as _, Set,
+    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, EntityTrait, QueryFilter as _, QuerySelect as _, Select,
+    Set,
 };
 use serde::{Deserialize, Serialize};
 use switchyard_shared::money::PriceSheet;
@@ -253,23 +254,10 @@ async fn month_lines(
     if let Some(t) = team_id {
         q = q.filter(C::TeamId.eq(t));
     }
-    let rows: Vec<LineRow> = q
-        .select_only()
-        .column(C::TeamId)
-        .column(C::Model)
-        .column(C::PriceVersionId)
-        .column_as(rollup_sum(C::Requests), "requests")
-        .column_as(rollup_sum(C::PromptTokens), "prompt_tokens")
-        .column_as(rollup_sum(C::CachedInputTokens), "cached_input_tokens")
-        .column_as(rollup_sum(C::CacheWriteTokens), "cache_write_tokens")
-        .column_as(rollup_sum(C::CompletionTokens), "completion_tokens")
-        .column_as(rollup_sum(C::CostMicros), "cost_micros")
-        .group_by(C::TeamId)
-        .group_by(C::Model)
-        .group_by(C::PriceVersionId)
-        .into_tuple()
-        .all(conn)
-        .await?;
+    let sums =
+        [C::Requests, C::PromptTokens, C::CachedInputTokens, C::CacheWriteTokens, C::CompletionTokens, C::CostMicros];
+    let rows: Vec<LineRow> =
+        summed_lines(q, [C::TeamId, C::Model, C::PriceVersionId], sums).into_tuple().all(conn).await?;
     let mut out: BTreeMap<i64, BTreeMap<LineKey, InvoiceLine>> = BTreeMap::new();
     for (team, model, version, requests, prompt, cached, cache_write, completion, cost) in rows {
         let mut line = line_from_row(model.clone(), version, [requests, prompt, cached, cache_write, completion, cost]);
@@ -279,12 +267,27 @@ async fn month_lines(
     Ok(out)
 }
 
-fn rollup_sum(col: usage_rollups::Column) -> Expr {
+/// `CAST(COALESCE(SUM(col), 0) AS BIGINT)`: the same integer type from both backends, 0 over no rows.
+fn sum_bigint(col: impl IntoColumnRef) -> Expr {
     Func::cast_as(Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]), Alias::new("BIGINT")).into()
 }
 
-fn frozen_sum(col: invoice_lines::Column) -> Expr {
-    Func::cast_as(Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]), Alias::new("BIGINT")).into()
+/// The query as [`LineRow`]s: `key` (team, model, price version) and the six sums of a line (requests, prompt,
+/// cached, cache-write and completion tokens, money), grouped by `key`.
+fn summed_lines<E: EntityTrait>(q: Select<E>, key: [E::Column; 3], sums: [E::Column; 6]) -> Select<E> {
+    const NAMES: [&str; 6] =
+        ["requests", "prompt_tokens", "cached_input_tokens", "cache_write_tokens", "completion_tokens", "micros"];
+    let mut q = q.select_only();
+    for col in key {
+        q = q.column(col);
+    }
+    for (col, name) in sums.into_iter().zip(NAMES) {
+        q = q.column_as(sum_bigint(col), name);
+    }
+    for col in key {
+        q = q.group_by(col);
+    }
+    q
 }
 
 /// What issued invoices already billed for usage month `month` (its own invoice's lines plus adjustments carried
@@ -299,23 +302,10 @@ async fn frozen_lines(
     if let Some(t) = team_id {
         q = q.filter(C::TeamId.eq(t));
     }
-    let rows: Vec<LineRow> = q
-        .select_only()
-        .column(C::TeamId)
-        .column(C::Model)
-        .column(C::PriceVersionId)
-        .column_as(frozen_sum(C::Requests), "requests")
-        .column_as(frozen_sum(C::PromptTokens), "prompt_tokens")
-        .column_as(frozen_sum(C::CachedInputTokens), "cached_input_tokens")
-        .column_as(frozen_sum(C::CacheWriteTokens), "cache_write_tokens")
-        .column_as(frozen_sum(C::CompletionTokens), "completion_tokens")
-        .column_as(frozen_sum(C::AmountMicros), "amount_micros")
-        .group_by(C::TeamId)
-        .group_by(C::Model)
-        .group_by(C::PriceVersionId)
-        .into_tuple()
-        .all(conn)
-        .await?;
+    let sums =
+        [C::Requests, C::PromptTokens, C::CachedInputTokens, C::CacheWriteTokens, C::CompletionTokens, C::AmountMicros];
+    let rows: Vec<LineRow> =
+        summed_lines(q, [C::TeamId, C::Model, C::PriceVersionId], sums).into_tuple().all(conn).await?;
     let mut out: BTreeMap<i64, BTreeMap<LineKey, [i64; 6]>> = BTreeMap::new();
     for (team, model, version, a, b, c, d, e, f) in rows {
         out.entry(team).or_default().insert((model, version), [a, b, c, d, e, f]);
@@ -776,10 +766,6 @@ pub struct Reconciliation {
 pub const SOURCE_RECORDS: &str = "records";
 pub const SOURCE_ROLLUPS: &str = "rollups";
 
-fn sum_i64(col: usage_records::Column) -> Expr {
-    Func::cast_as(Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]), Alias::new("BIGINT")).into()
-}
-
 /// Reconciles a usage month. Per team and line, the month's usage (rollups) is split into what its issued
 /// invoice froze, what later invoices carried as adjustments, and the positive rest (unbilled); a negative rest
 /// (frozen more than used) is counted as over-billed and added to the invoice total too, so it shows up as a
@@ -806,7 +792,7 @@ pub async fn reconcile(store: &Store, month: Month) -> Result<Reconciliation, Do
             .filter(invoice_lines::Column::InvoiceId.is_in(own_ids))
             .filter(invoice_lines::Column::UsageMonth.eq(month.to_string()))
             .select_only()
-            .column_as(frozen_sum(invoice_lines::Column::AmountMicros), "amount")
+            .column_as(sum_bigint(invoice_lines::Column::AmountMicros), "amount")
             .into_tuple::<i64>()
             .one(&store.db)
             .await?
@@ -838,7 +824,7 @@ pub async fn reconcile(store: &Store, month: Month) -> Result<Reconciliation, Do
             .filter(C::StartedAt.lt(period.end))
             .select_only()
             .column_as(Expr::from(Func::count(Expr::col(C::Id))), "records")
-            .column_as(sum_i64(C::CostMicros), "cost_micros")
+            .column_as(sum_bigint(C::CostMicros), "cost_micros")
             .into_tuple::<(i64, i64)>()
             .one(&store.db)
             .await?
@@ -881,10 +867,7 @@ mod tests {
     }
 
     #[test]
-    fn csv_fields_are_quoted_and_defused() {
-        assert_eq!(field("gpt-4o"), "gpt-4o");
-        assert_eq!(field("a,b"), "\"a,b\"");
-        assert_eq!(field("=cmd()"), "'=cmd()");
+    fn amounts_and_rates_print_exactly() {
         assert_eq!(decimal(1_234_500), "1.234500");
         assert_eq!(decimal(-5), "-0.000005");
         assert_eq!(percent(-1250), "12.50%");

@@ -3,7 +3,7 @@
 //! Postgres, months whose raw records the retention setting dropped: the reconciliation compares their invoices
 //! with the rollups and says so, and the raw export refuses them with a clear error instead of an empty file.
 
-use chrono::{DateTime, Datelike as _, Months, NaiveDate, TimeZone as _, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchyard_control_plane::Settings;
@@ -14,6 +14,7 @@ use switchyard_shared::period::Zone;
 
 use crate::console_helpers::ConsoleSession;
 use crate::helpers::{Backend, TestApp, TestDatabase, expect_json, spawn_app, spawn_app_with, usage_record};
+use crate::usage_partitions::{in_month, month};
 
 fn at(month: u32, day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, month, day, 9, 0, 0).unwrap()
@@ -77,21 +78,6 @@ async fn a_deployment_in_eur_bills_in_eur(backend: Backend) {
 }
 
 backend_tests!(a_deployment_in_eur_bills_in_eur);
-
-/// The first day of the month `offset` months from now (UTC, the tests' reporting zone).
-fn month(offset: i32) -> NaiveDate {
-    let m = Utc::now().date_naive().with_day(1).unwrap();
-    if offset >= 0 {
-        m.checked_add_months(Months::new(offset.unsigned_abs())).unwrap()
-    } else {
-        m.checked_sub_months(Months::new(offset.unsigned_abs())).unwrap()
-    }
-}
-
-fn in_month(offset: i32) -> DateTime<Utc> {
-    let m = month(offset);
-    Utc.with_ymd_and_hms(m.year(), m.month(), 10, 12, 0, 0).unwrap()
-}
 
 fn yyyy_mm(d: NaiveDate) -> String {
     d.format("%Y-%m").to_string()
