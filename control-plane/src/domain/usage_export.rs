@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use sea_orm::{
     AccessMode, ColumnTrait as _, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
-    EntityTrait as _, IsolationLevel, QueryFilter as _, QueryOrder as _, QuerySelect as _, TransactionTrait as _,
+    EntityTrait, IsolationLevel, QueryFilter as _, QueryOrder as _, QuerySelect as _, TransactionTrait as _,
 };
 use switchyard_shared::period::{Period, Zone};
 use uuid::Uuid;
@@ -176,40 +176,11 @@ impl Export {
 
     /// Looks up the key prefixes and team names of this page that earlier pages did not.
     async fn fill_names(&mut self, records: &[usage_records::Model]) -> Result<(), DomainError> {
-        let keys: HashSet<i64> =
-            records.iter().map(|r| r.key_id).filter(|k| !self.key_prefixes.contains_key(k)).collect();
-        if !keys.is_empty() {
-            let found: Vec<(i64, String)> = api_keys::Entity::find()
-                .filter(api_keys::Column::Id.is_in(keys.iter().copied()))
-                .select_only()
-                .column(api_keys::Column::Id)
-                .column(api_keys::Column::Prefix)
-                .into_tuple()
-                .all(&self.txn)
-                .await?;
-            self.key_prefixes.extend(found);
-            // A deleted key stays unnamed rather than asked for on every page.
-            for k in keys {
-                self.key_prefixes.entry(k).or_default();
-            }
-        }
-        let teams: HashSet<i64> =
-            records.iter().map(|r| r.team_id).filter(|t| !self.team_names.contains_key(t)).collect();
-        if !teams.is_empty() {
-            let found: Vec<(i64, String)> = teams::Entity::find()
-                .filter(teams::Column::Id.is_in(teams.iter().copied()))
-                .select_only()
-                .column(teams::Column::Id)
-                .column(teams::Column::Name)
-                .into_tuple()
-                .all(&self.txn)
-                .await?;
-            self.team_names.extend(found);
-            for t in teams {
-                self.team_names.entry(t).or_default();
-            }
-        }
-        Ok(())
+        let (id, prefix) = (api_keys::Column::Id, api_keys::Column::Prefix);
+        fill::<api_keys::Entity>(&self.txn, records.iter().map(|r| r.key_id), &mut self.key_prefixes, id, prefix)
+            .await?;
+        let (id, name) = (teams::Column::Id, teams::Column::Name);
+        fill::<teams::Entity>(&self.txn, records.iter().map(|r| r.team_id), &mut self.team_names, id, name).await
     }
 
     fn write_row(&self, out: &mut String, r: &usage_records::Model) {
@@ -250,6 +221,34 @@ impl Export {
         out.push_str(&decimal(r.cost_micros));
         out.push('\n');
     }
+}
+
+/// Adds to `names` the `name` column of the rows whose `id` is one of `ids` not in it yet. An id with no row (a
+/// deleted key) gets an empty name rather than being asked for on every page.
+async fn fill<E: EntityTrait>(
+    txn: &DatabaseTransaction,
+    ids: impl Iterator<Item = i64>,
+    names: &mut HashMap<i64, String>,
+    id: E::Column,
+    name: E::Column,
+) -> Result<(), DomainError> {
+    let missing: HashSet<i64> = ids.filter(|i| !names.contains_key(i)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let found: Vec<(i64, String)> = E::find()
+        .filter(id.is_in(missing.iter().copied()))
+        .select_only()
+        .column(id)
+        .column(name)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    names.extend(found);
+    for i in missing {
+        names.entry(i).or_default();
+    }
+    Ok(())
 }
 
 /// RFC 3339 in UTC with microseconds (`2026-10-01T00:00:00.000000Z`), written in place: two per row.

@@ -69,10 +69,15 @@ fn may_read(viewer: &Viewer, team_id: i64) -> bool {
     viewer.sees_all_teams() || viewer.team_role(team_id) == Some(TeamRole::Admin)
 }
 
+/// A `yyyy-mm` from the path or query; a malformed one is a 400 page.
+fn parse_month(m: &str) -> Result<Month, PageError> {
+    Month::parse(m).map_err(|e| PageError::BadRequest(e.to_string()))
+}
+
 /// The month asked for, or the last one that has ended.
 fn month_of(state: &AppState, q: Option<&str>) -> Result<Month, PageError> {
     match q.map(str::trim).filter(|m| !m.is_empty()) {
-        Some(m) => Month::parse(m).map_err(|e| PageError::BadRequest(e.to_string())),
+        Some(m) => parse_month(m),
         None => Ok(Month::containing(&state.store, Utc::now()).previous()),
     }
 }
@@ -165,7 +170,7 @@ pub async fn issue(
         return Err(PageError::NotFound);
     }
     viewer.require(viewer.sees_all_teams())?;
-    let month = Month::parse(&month).map_err(|e| PageError::BadRequest(e.to_string()))?;
+    let month = parse_month(&month)?;
     match invoices::issue(&state.store, &viewer.actor(), &viewer.user.email, team_id, month, Utc::now()).await {
         Ok(_) => Ok(view::see_other(&format!("/console/invoices?month={month}"))),
         Err(DomainError::Conflict(message)) => {
@@ -276,7 +281,7 @@ pub async fn show(
         return Err(PageError::NotFound);
     }
     viewer.require(may_read(&viewer, team_id))?;
-    let month = Month::parse(&month).map_err(|e| PageError::BadRequest(e.to_string()))?;
+    let month = parse_month(&month)?;
     let team = teams::get(&state.store, team_id).await?;
     let inv = invoices::get(&state.store, team_id, month).await?;
     view::ok(&invoice_view(&viewer, &team, inv))
