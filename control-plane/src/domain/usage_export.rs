@@ -53,12 +53,18 @@ impl ExportRange {
 
     /// Refuses a range that reaches before `usage_retention.records_from`: those raw records were dropped by the
     /// retention setting, and an empty or partial file would look like no usage.
-    pub async fn ensure_retained(&self, conn: &impl ConnectionTrait, zone: Zone) -> Result<(), DomainError> {
+    /// `param` names the query parameter the error blames (`month`, `from`).
+    pub async fn ensure_retained(
+        &self,
+        conn: &impl ConnectionTrait,
+        zone: Zone,
+        param: &str,
+    ) -> Result<(), DomainError> {
         match partitions::records_from(conn).await? {
             Some(from) if self.start < zone.midnight(from) => {
                 let kept = from.format("%Y-%m");
                 Err(DomainError::invalid(
-                    "month",
+                    param,
                     format!(
                         "raw usage before {kept} was removed by the retention setting \
                          (SWITCHYARD_USAGE_RETENTION_MONTHS); export {kept} or later, or use the invoices and usage \

@@ -117,6 +117,12 @@ async fn months_dropped_by_retention_reconcile_against_rollups_and_refuse_raw_ex
     assert_eq!((&after["source"], &after["records_retained"]), (&json!("rollups"), &json!(false)), "{after}");
     assert_eq!((n("usage_records"), n("records_cost_micros"), n("issued_micros")), (2, 150, 150), "{after}");
     assert_eq!((n("difference_micros"), n("overbilled_micros")), (0, 0), "{after}");
+    let console = ConsoleSession::operator(&app).await;
+    console
+        .get(&format!("/console/invoices?month={old}"))
+        .await
+        .assert_contains("records were removed by the retention setting")
+        .assert_contains("2 requests, $0.00015");
     // A kept month still checks the raw records.
     let kept: Value =
         expect_json(app.api_get(&format!("/reconciliation?month={}", yyyy_mm(month(-1)))).await, StatusCode::OK).await;
@@ -131,6 +137,8 @@ async fn months_dropped_by_retention_reconcile_against_rollups_and_refuse_raw_ex
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{query}");
         let body: Value = res.json().await.unwrap();
         let message = body["error"]["message"].as_str().unwrap();
+        let param = if query.starts_with("month") { "month" } else { "from" };
+        assert_eq!(body["error"]["param"], param, "{body}");
         assert!(
             message.starts_with(&format!("raw usage before {kept_from} was removed by the retention setting")),
             "{body}"

@@ -46,6 +46,8 @@ pub struct InvoiceRow {
 
 pub struct ReconciliationView {
     pub ok: bool,
+    /// `false`: the month's raw records were dropped by retention and the figures come from the rollups.
+    pub records_retained: bool,
     pub teams: u64,
     pub issued_invoices: u64,
     pub issued: String,
@@ -109,6 +111,7 @@ async fn list_page(
         let money = |micros: i64| format::money_in(micros, state.store.currency.as_str());
         Some(ReconciliationView {
             ok: r.difference_micros == 0 && r.overbilled_micros == 0,
+            records_retained: r.records_retained,
             teams: r.teams,
             issued_invoices: r.issued_invoices,
             issued: money(r.issued_micros),
