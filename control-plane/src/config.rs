@@ -14,6 +14,7 @@ use switchyard_shared::ApiKey;
 use switchyard_shared::period::Zone;
 
 use crate::crypto::Cipher;
+use crate::domain::invoices::Currency;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://.switchyard/switchyard.db?mode=rwc";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
@@ -43,6 +44,7 @@ pub const ENV_VARS: &[&str] = &[
     "SWITCHYARD_CP_WORKERS",
     "SWITCHYARD_CP_REPLICA_POLL_MS",
     "SWITCHYARD_REPORTING_TIMEZONE",
+    "SWITCHYARD_CURRENCY",
     "SWITCHYARD_SPEND_PUBLISH_FLOOR_MS",
     "SWITCHYARD_USAGE_RETENTION_MONTHS",
     "SWITCHYARD_USAGE_INGEST_LANES",
@@ -73,6 +75,8 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// The one time zone whose calendar days usage rollups and reports use (`SWITCHYARD_REPORTING_TIMEZONE`).
     pub reporting_timezone: Zone,
+    /// The deployment currency of invoices (`SWITCHYARD_CURRENCY`, ISO 4217, default USD).
+    pub currency: Currency,
     /// The least time between two snapshots published only because budget spend moved
     /// (`SWITCHYARD_SPEND_PUBLISH_FLOOR_MS`); configuration changes are published at once.
     pub spend_publish_floor: Duration,
@@ -119,6 +123,7 @@ impl Settings {
             replica_poll_interval: Duration::from_secs(5),
             workers: None,
             reporting_timezone: Zone::UTC,
+            currency: Currency::USD,
             spend_publish_floor: Duration::from_millis(250),
             usage_retention_months: 0,
             usage_ingest_lanes: crate::domain::usage_copy::LANES,
@@ -161,6 +166,10 @@ impl Settings {
         if let Some(v) = non_empty(lookup("SWITCHYARD_REPORTING_TIMEZONE")) {
             s.reporting_timezone = Zone::parse(&v)
                 .map_err(|e| ConfigError::Invalid { name: "SWITCHYARD_REPORTING_TIMEZONE", reason: e.to_string() })?;
+        }
+        if let Some(v) = non_empty(lookup("SWITCHYARD_CURRENCY")) {
+            s.currency = Currency::parse(v.trim())
+                .map_err(|reason| ConfigError::Invalid { name: "SWITCHYARD_CURRENCY", reason })?;
         }
         if let Some(v) = non_empty(lookup("SWITCHYARD_SPEND_PUBLISH_FLOOR_MS")) {
             let ms = v.parse::<u64>().map_err(|e| ConfigError::Invalid {
@@ -327,6 +336,15 @@ mod tests {
         assert_eq!(s.database_url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(s.node_token.as_ref().unwrap().expose(), "from-a-file-0123456789");
         assert!(!format!("{s:?}").contains("from-a-file"));
+    }
+
+    #[test]
+    fn the_currency_is_an_iso_code_usd_by_default() {
+        assert_eq!(Settings::from_lookup(lookup(&[])).unwrap().currency, Currency::USD);
+        let eur = Settings::from_lookup(lookup(&[("SWITCHYARD_CURRENCY", "EUR")])).unwrap();
+        assert_eq!(eur.currency.as_str(), "EUR");
+        let err = Settings::from_lookup(lookup(&[("SWITCHYARD_CURRENCY", "euro")])).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { name: "SWITCHYARD_CURRENCY", .. }), "{err}");
     }
 
     #[test]

@@ -93,6 +93,7 @@ async fn rotate_encryption_key(settings: Settings) -> anyhow::Result<()> {
         cipher: secrets.cipher,
         republish: Default::default(),
         reporting_zone: settings.reporting_timezone,
+        currency: settings.currency,
         partitions: Default::default(),
         ingest_lanes: Default::default(),
     };

@@ -106,6 +106,7 @@ impl Application {
             cipher: secrets.cipher,
             republish: publisher.republish.clone(),
             reporting_zone: settings.reporting_timezone,
+            currency: settings.currency,
             partitions: Default::default(),
             ingest_lanes: crate::domain::usage_copy::Lanes::connect(&db, settings.usage_ingest_lanes),
         };

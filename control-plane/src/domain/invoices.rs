@@ -8,22 +8,24 @@
 //! exact integer sum of its records' costs and the subtotal the exact sum of the lines. The team's discount or
 //! markup is the one rounding of an invoice ([`markup_amount`]: half away from zero, to the micro-unit), so the
 //! lines, the markup and the total add up to the micro-unit. [`reconcile`] checks a usage month against the raw
-//! records.
+//! records (against the rollups for a month whose records the retention setting dropped).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 
 use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Func};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Func, IntoColumnRef};
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QuerySelect as _, Set,
+    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, EntityTrait, QueryFilter as _, QuerySelect as _, Select,
+    Set,
 };
 use serde::{Deserialize, Serialize};
 use switchyard_shared::money::PriceSheet;
-use switchyard_shared::period::{Period, PeriodKind};
+use switchyard_shared::period::{Period, PeriodKind, Zone};
 
 use super::audit::{self, Actor, AuditEntry};
 use super::change::begin_write;
+use super::csv::field;
 use super::{DomainError, Store, teams};
 use crate::entities::{invoice_counter, invoice_lines, invoices, price_versions, usage_records, usage_rollups};
 
@@ -73,8 +75,19 @@ impl Month {
 
     /// The month as UTC instants `[start, end)` in the reporting zone.
     pub fn period(self, store: &Store) -> Period {
+        self.period_in(store.reporting_zone)
+    }
+
+    /// The month as UTC instants `[start, end)` in `zone`: the zone's monthly period containing the 15th, noon UTC.
+    /// The one month rule of invoices, reconciliation and the raw export.
+    pub fn period_in(self, zone: Zone) -> Period {
         let mid = self.first.and_hms_opt(12, 0, 0).map(|t| Utc.from_utc_datetime(&(t + chrono::Duration::days(14))));
-        Period::containing(PeriodKind::Monthly, store.reporting_zone, mid.unwrap_or_default())
+        Period::containing(PeriodKind::Monthly, zone, mid.unwrap_or_default())
+    }
+
+    /// The first day of the month.
+    pub fn first_day(self) -> NaiveDate {
+        self.first
     }
 }
 
@@ -84,8 +97,38 @@ impl fmt::Display for Month {
     }
 }
 
-/// The deployment currency of invoices; amounts are integer micro-units of it.
-pub const CURRENCY: &str = "USD";
+/// The deployment currency of invoices (`SWITCHYARD_CURRENCY`): an ISO 4217 code, three uppercase letters, USD by
+/// default. Amounts are integer micro-units of it. An issued invoice keeps the currency it was issued with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub const USD: Self = Self(*b"USD");
+
+    /// `EUR`, `GBP`, …: three uppercase ASCII letters (the code is not checked against the ISO list).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.as_bytes() {
+            &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Self([a, b, c])),
+            _ => Err(format!("`{s}` is not an ISO 4217 currency code: use three uppercase letters, e.g. USD or EUR")),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("USD")
+    }
+}
+
+impl Default for Currency {
+    fn default() -> Self {
+        Self::USD
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What an invoice line bills.
 pub const USAGE: &str = "usage";
@@ -125,8 +168,9 @@ fn usage_kind() -> String {
     USAGE.to_owned()
 }
 
+/// Issued documents from before the currency was configurable were all in USD.
 fn currency() -> String {
-    CURRENCY.to_owned()
+    Currency::USD.to_string()
 }
 
 /// A team's invoice for a month: a live draft (computed from the rollups on every read) or, once issued, the
@@ -210,23 +254,10 @@ async fn month_lines(
     if let Some(t) = team_id {
         q = q.filter(C::TeamId.eq(t));
     }
-    let rows: Vec<LineRow> = q
-        .select_only()
-        .column(C::TeamId)
-        .column(C::Model)
-        .column(C::PriceVersionId)
-        .column_as(rollup_sum(C::Requests), "requests")
-        .column_as(rollup_sum(C::PromptTokens), "prompt_tokens")
-        .column_as(rollup_sum(C::CachedInputTokens), "cached_input_tokens")
-        .column_as(rollup_sum(C::CacheWriteTokens), "cache_write_tokens")
-        .column_as(rollup_sum(C::CompletionTokens), "completion_tokens")
-        .column_as(rollup_sum(C::CostMicros), "cost_micros")
-        .group_by(C::TeamId)
-        .group_by(C::Model)
-        .group_by(C::PriceVersionId)
-        .into_tuple()
-        .all(conn)
-        .await?;
+    let sums =
+        [C::Requests, C::PromptTokens, C::CachedInputTokens, C::CacheWriteTokens, C::CompletionTokens, C::CostMicros];
+    let rows: Vec<LineRow> =
+        summed_lines(q, [C::TeamId, C::Model, C::PriceVersionId], sums).into_tuple().all(conn).await?;
     let mut out: BTreeMap<i64, BTreeMap<LineKey, InvoiceLine>> = BTreeMap::new();
     for (team, model, version, requests, prompt, cached, cache_write, completion, cost) in rows {
         let mut line = line_from_row(model.clone(), version, [requests, prompt, cached, cache_write, completion, cost]);
@@ -236,12 +267,27 @@ async fn month_lines(
     Ok(out)
 }
 
-fn rollup_sum(col: usage_rollups::Column) -> Expr {
+/// `CAST(COALESCE(SUM(col), 0) AS BIGINT)`: the same integer type from both backends, 0 over no rows.
+fn sum_bigint(col: impl IntoColumnRef) -> Expr {
     Func::cast_as(Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]), Alias::new("BIGINT")).into()
 }
 
-fn frozen_sum(col: invoice_lines::Column) -> Expr {
-    Func::cast_as(Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]), Alias::new("BIGINT")).into()
+/// The query as [`LineRow`]s: `key` (team, model, price version) and the six sums of a line (requests, prompt,
+/// cached, cache-write and completion tokens, money), grouped by `key`.
+fn summed_lines<E: EntityTrait>(q: Select<E>, key: [E::Column; 3], sums: [E::Column; 6]) -> Select<E> {
+    const NAMES: [&str; 6] =
+        ["requests", "prompt_tokens", "cached_input_tokens", "cache_write_tokens", "completion_tokens", "micros"];
+    let mut q = q.select_only();
+    for col in key {
+        q = q.column(col);
+    }
+    for (col, name) in sums.into_iter().zip(NAMES) {
+        q = q.column_as(sum_bigint(col), name);
+    }
+    for col in key {
+        q = q.group_by(col);
+    }
+    q
 }
 
 /// What issued invoices already billed for usage month `month` (its own invoice's lines plus adjustments carried
@@ -256,23 +302,10 @@ async fn frozen_lines(
     if let Some(t) = team_id {
         q = q.filter(C::TeamId.eq(t));
     }
-    let rows: Vec<LineRow> = q
-        .select_only()
-        .column(C::TeamId)
-        .column(C::Model)
-        .column(C::PriceVersionId)
-        .column_as(frozen_sum(C::Requests), "requests")
-        .column_as(frozen_sum(C::PromptTokens), "prompt_tokens")
-        .column_as(frozen_sum(C::CachedInputTokens), "cached_input_tokens")
-        .column_as(frozen_sum(C::CacheWriteTokens), "cache_write_tokens")
-        .column_as(frozen_sum(C::CompletionTokens), "completion_tokens")
-        .column_as(frozen_sum(C::AmountMicros), "amount_micros")
-        .group_by(C::TeamId)
-        .group_by(C::Model)
-        .group_by(C::PriceVersionId)
-        .into_tuple()
-        .all(conn)
-        .await?;
+    let sums =
+        [C::Requests, C::PromptTokens, C::CachedInputTokens, C::CacheWriteTokens, C::CompletionTokens, C::AmountMicros];
+    let rows: Vec<LineRow> =
+        summed_lines(q, [C::TeamId, C::Model, C::PriceVersionId], sums).into_tuple().all(conn).await?;
     let mut out: BTreeMap<i64, BTreeMap<LineKey, [i64; 6]>> = BTreeMap::new();
     for (team, model, version, a, b, c, d, e, f) in rows {
         out.entry(team).or_default().insert((model, version), [a, b, c, d, e, f]);
@@ -365,6 +398,7 @@ async fn price_sheets(conn: &impl ConnectionTrait, ids: Vec<i64>) -> Result<Hash
 
 /// A draft from its lines: unit prices filled in, subtotal, the team's current discount or markup, total.
 fn assemble(
+    currency: Currency,
     team: &teams::Team,
     month: Month,
     period: Period,
@@ -382,7 +416,7 @@ fn assemble(
         month: month.to_string(),
         status: "draft".to_owned(),
         number: None,
-        currency: CURRENCY.to_owned(),
+        currency: currency.to_string(),
         period_start: period.start,
         period_end: period.end,
         lines,
@@ -403,7 +437,7 @@ async fn compute_draft(
 ) -> Result<Invoice, DomainError> {
     let lines = compute_lines(conn, month, Some(team.id)).await?.remove(&team.id).unwrap_or_default();
     let prices = price_sheets(conn, lines.iter().filter_map(|l| l.price_version_id).collect()).await?;
-    Ok(assemble(team, month, month.period(store), lines, &prices))
+    Ok(assemble(store.currency, team, month, month.period(store), lines, &prices))
 }
 
 fn stored(row: &invoices::Model) -> Result<Invoice, DomainError> {
@@ -612,7 +646,7 @@ pub async fn list(
     for team in &all {
         let inv = match issued.get(&team.id) {
             Some(row) => stored(row)?,
-            None => assemble(team, month, period, lines.remove(&team.id).unwrap_or_default(), &prices),
+            None => assemble(store.currency, team, month, period, lines.remove(&team.id).unwrap_or_default(), &prices),
         };
         out.push(InvoiceSummary::from(&inv));
     }
@@ -624,12 +658,6 @@ pub fn decimal(micros: i64) -> String {
     let sign = if micros < 0 { "-" } else { "" };
     let abs = micros.unsigned_abs();
     format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
-}
-
-/// A CSV field, quoted when it needs to be; text that a spreadsheet would run as a formula is prefixed with `'`.
-fn field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
 pub const CSV_HEADER: &str = "team_id,month,model,price_version_id,requests,prompt_tokens,cached_input_tokens,\
@@ -721,21 +749,29 @@ pub struct Reconciliation {
     /// `issued + adjusted + unbilled`: everything billed or billable for the month's usage, before discounts
     /// and markups (which are not usage).
     pub invoice_total_micros: i64,
+    /// What the invoices were compared with: `"records"` (a SUM of the raw costed records) or, for a month whose
+    /// raw records were dropped by the retention setting, `"rollups"` (the month's usage rollups, which retention
+    /// verified against the records before dropping them).
+    pub source: String,
+    /// Whether the month's raw records are still kept (`false`: before `usage_retention.records_from`).
+    pub records_retained: bool,
+    /// Records (or, from the rollups, requests) of the month.
     pub usage_records: i64,
     pub records_cost_micros: i64,
     /// Invoice totals minus the records' costs: 0 when they reconcile.
     pub difference_micros: i64,
 }
 
-fn sum_i64(col: usage_records::Column) -> Expr {
-    Func::cast_as(Func::coalesce([Expr::from(Func::sum(Expr::col(col))), Expr::val(0i64)]), Alias::new("BIGINT")).into()
-}
+/// Where [`Reconciliation`] took the month's usage from.
+pub const SOURCE_RECORDS: &str = "records";
+pub const SOURCE_ROLLUPS: &str = "rollups";
 
 /// Reconciles a usage month. Per team and line, the month's usage (rollups) is split into what its issued
 /// invoice froze, what later invoices carried as adjustments, and the positive rest (unbilled); a negative rest
 /// (frozen more than used) is counted as over-billed and added to the invoice total too, so it shows up as a
 /// difference. The sum is compared with a direct SUM of the raw records that started in the month (a scan: this is
-/// the check, not a report).
+/// the check, not a report) — or, for a month before `usage_retention.records_from` (its raw records dropped by
+/// the retention setting), with the month's rollups, and the answer says so (`source`, `records_retained`).
 pub async fn reconcile(store: &Store, month: Month) -> Result<Reconciliation, DomainError> {
     use usage_records::Column as C;
     let used = month_lines(&store.db, month, None).await?;
@@ -756,7 +792,7 @@ pub async fn reconcile(store: &Store, month: Month) -> Result<Reconciliation, Do
             .filter(invoice_lines::Column::InvoiceId.is_in(own_ids))
             .filter(invoice_lines::Column::UsageMonth.eq(month.to_string()))
             .select_only()
-            .column_as(frozen_sum(invoice_lines::Column::AmountMicros), "amount")
+            .column_as(sum_bigint(invoice_lines::Column::AmountMicros), "amount")
             .into_tuple::<i64>()
             .one(&store.db)
             .await?
@@ -781,16 +817,22 @@ pub async fn reconcile(store: &Store, month: Month) -> Result<Reconciliation, Do
         }
     }
     let period = month.period(store);
-    let (usage_records, records_cost_micros) = usage_records::Entity::find()
-        .filter(C::StartedAt.gte(period.start))
-        .filter(C::StartedAt.lt(period.end))
-        .select_only()
-        .column_as(Expr::from(Func::count(Expr::col(C::Id))), "records")
-        .column_as(sum_i64(C::CostMicros), "cost_micros")
-        .into_tuple::<(i64, i64)>()
-        .one(&store.db)
-        .await?
-        .unwrap_or_default();
+    let records_retained = super::partitions::records_from(&store.db).await?.is_none_or(|from| month.first >= from);
+    let (usage_records, records_cost_micros) = if records_retained {
+        usage_records::Entity::find()
+            .filter(C::StartedAt.gte(period.start))
+            .filter(C::StartedAt.lt(period.end))
+            .select_only()
+            .column_as(Expr::from(Func::count(Expr::col(C::Id))), "records")
+            .column_as(sum_bigint(C::CostMicros), "cost_micros")
+            .into_tuple::<(i64, i64)>()
+            .one(&store.db)
+            .await?
+            .unwrap_or_default()
+    } else {
+        // Retention dropped the month's records (only after checking its rollups matched them exactly).
+        used.values().flat_map(|m| m.values()).fold((0, 0), |(n, c), l| (n + l.requests, c + l.amount_micros))
+    };
     let invoice_total_micros = frozen_micros + unbilled_micros + overbilled_micros;
     Ok(Reconciliation {
         month: month.to_string(),
@@ -803,6 +845,8 @@ pub async fn reconcile(store: &Store, month: Month) -> Result<Reconciliation, Do
         unbilled_micros,
         overbilled_micros,
         invoice_total_micros,
+        source: if records_retained { SOURCE_RECORDS } else { SOURCE_ROLLUPS }.to_owned(),
+        records_retained,
         usage_records,
         records_cost_micros,
         difference_micros: invoice_total_micros - records_cost_micros,
@@ -823,10 +867,7 @@ mod tests {
     }
 
     #[test]
-    fn csv_fields_are_quoted_and_defused() {
-        assert_eq!(field("gpt-4o"), "gpt-4o");
-        assert_eq!(field("a,b"), "\"a,b\"");
-        assert_eq!(field("=cmd()"), "'=cmd()");
+    fn amounts_and_rates_print_exactly() {
         assert_eq!(decimal(1_234_500), "1.234500");
         assert_eq!(decimal(-5), "-0.000005");
         assert_eq!(percent(-1250), "12.50%");
@@ -843,6 +884,15 @@ mod tests {
         assert_eq!(markup_amount(-5_000, 1), -1);
         assert_eq!(markup_amount(123, 0), 0);
         assert_eq!(markup_amount(7_288, -10_000), -7_288);
+    }
+
+    #[test]
+    fn currencies_are_three_uppercase_letters() {
+        assert_eq!(Currency::parse("EUR").unwrap().as_str(), "EUR");
+        assert_eq!(Currency::default().to_string(), "USD");
+        for bad in ["eur", "EURO", "EU", "", "E1R", "ÉUR"] {
+            assert!(Currency::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct Store {
     pub republish: snapshot::Republish,
     /// The calendar days of usage rollups and reports.
     pub reporting_zone: Zone,
+    /// The deployment currency of invoices (`SWITCHYARD_CURRENCY`).
+    pub currency: invoices::Currency,
     /// The monthly partitions of `usage_records` this process knows exist (Postgres).
     pub partitions: partitions::Partitions,
     /// Postgres: the connections batches are COPYed through (`usage_copy`); empty elsewhere.

@@ -15,17 +15,17 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Timelike as _, Utc};
+use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use sea_orm::{
-    AccessMode, ColumnTrait as _, Condition, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
-    EntityTrait as _, IsolationLevel, QueryFilter as _, QueryOrder as _, QuerySelect as _, TransactionTrait as _,
+    AccessMode, ColumnTrait as _, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, IsolationLevel, QueryFilter as _, QueryOrder as _, QuerySelect as _, TransactionTrait as _,
 };
-use switchyard_shared::period::{Period, PeriodKind, Zone};
+use switchyard_shared::period::{Period, Zone};
 use uuid::Uuid;
 
-use super::DomainError;
 use super::csv::push_field;
 use super::invoices::{Month, decimal};
+use super::{DomainError, partitions};
 use crate::entities::{api_keys, teams, usage_records};
 
 /// Rows per page: a page of CSV is a few megabytes at most.
@@ -47,15 +47,33 @@ impl ExportRange {
     /// A calendar month (`yyyy-mm`) of the reporting zone: exactly the period the month's invoices and
     /// reconciliation cover.
     pub fn month(zone: Zone, month: &str, team_id: Option<i64>) -> Result<Self, DomainError> {
-        let month = Month::parse(month)?;
-        // The invoices' own rule: the monthly period of the zone containing the 15th, noon UTC.
-        let mid = NaiveDate::parse_from_str(&format!("{month}-15"), "%Y-%m-%d")
-            .ok()
-            .and_then(|d| d.and_hms_opt(12, 0, 0))
-            .map(|t| Utc.from_utc_datetime(&t))
-            .ok_or_else(|| DomainError::invalid("month", format!("`{month}` is not a month: use yyyy-mm")))?;
-        let Period { start, end } = Period::containing(PeriodKind::Monthly, zone, mid);
+        let Period { start, end } = Month::parse(month)?.period_in(zone);
         Ok(Self { start, end, team_id })
+    }
+
+    /// Refuses a range that reaches before `usage_retention.records_from`: those raw records were dropped by the
+    /// retention setting, and an empty or partial file would look like no usage.
+    /// `param` names the query parameter the error blames (`month`, `from`).
+    pub async fn ensure_retained(
+        &self,
+        conn: &impl ConnectionTrait,
+        zone: Zone,
+        param: &str,
+    ) -> Result<(), DomainError> {
+        match partitions::records_from(conn).await? {
+            Some(from) if self.start < zone.midnight(from) => {
+                let kept = from.format("%Y-%m");
+                Err(DomainError::invalid(
+                    param,
+                    format!(
+                        "raw usage before {kept} was removed by the retention setting \
+                         (SWITCHYARD_USAGE_RETENTION_MONTHS); export {kept} or later, or use the invoices and usage \
+                         reports, which keep the aggregates"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Any `[from, to)`.
@@ -164,40 +182,11 @@ impl Export {
 
     /// Looks up the key prefixes and team names of this page that earlier pages did not.
     async fn fill_names(&mut self, records: &[usage_records::Model]) -> Result<(), DomainError> {
-        let keys: HashSet<i64> =
-            records.iter().map(|r| r.key_id).filter(|k| !self.key_prefixes.contains_key(k)).collect();
-        if !keys.is_empty() {
-            let found: Vec<(i64, String)> = api_keys::Entity::find()
-                .filter(api_keys::Column::Id.is_in(keys.iter().copied()))
-                .select_only()
-                .column(api_keys::Column::Id)
-                .column(api_keys::Column::Prefix)
-                .into_tuple()
-                .all(&self.txn)
-                .await?;
-            self.key_prefixes.extend(found);
-            // A deleted key stays unnamed rather than asked for on every page.
-            for k in keys {
-                self.key_prefixes.entry(k).or_default();
-            }
-        }
-        let teams: HashSet<i64> =
-            records.iter().map(|r| r.team_id).filter(|t| !self.team_names.contains_key(t)).collect();
-        if !teams.is_empty() {
-            let found: Vec<(i64, String)> = teams::Entity::find()
-                .filter(teams::Column::Id.is_in(teams.iter().copied()))
-                .select_only()
-                .column(teams::Column::Id)
-                .column(teams::Column::Name)
-                .into_tuple()
-                .all(&self.txn)
-                .await?;
-            self.team_names.extend(found);
-            for t in teams {
-                self.team_names.entry(t).or_default();
-            }
-        }
-        Ok(())
+        let (id, prefix) = (api_keys::Column::Id, api_keys::Column::Prefix);
+        fill::<api_keys::Entity>(&self.txn, records.iter().map(|r| r.key_id), &mut self.key_prefixes, id, prefix)
+            .await?;
+        let (id, name) = (teams::Column::Id, teams::Column::Name);
+        fill::<teams::Entity>(&self.txn, records.iter().map(|r| r.team_id), &mut self.team_names, id, name).await
     }
 
     fn write_row(&self, out: &mut String, r: &usage_records::Model) {
@@ -240,6 +229,34 @@ impl Export {
     }
 }
 
+/// Adds to `names` the `name` column of the rows whose `id` is one of `ids` not in it yet. An id with no row (a
+/// deleted key) gets an empty name rather than being asked for on every page.
+async fn fill<E: EntityTrait>(
+    txn: &DatabaseTransaction,
+    ids: impl Iterator<Item = i64>,
+    names: &mut HashMap<i64, String>,
+    id: E::Column,
+    name: E::Column,
+) -> Result<(), DomainError> {
+    let missing: HashSet<i64> = ids.filter(|i| !names.contains_key(i)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let found: Vec<(i64, String)> = E::find()
+        .filter(id.is_in(missing.iter().copied()))
+        .select_only()
+        .column(id)
+        .column(name)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    names.extend(found);
+    for i in missing {
+        names.entry(i).or_default();
+    }
+    Ok(())
+}
+
 /// RFC 3339 in UTC with microseconds (`2026-10-01T00:00:00.000000Z`), written in place: two per row.
 fn timestamp(out: &mut String, t: DateTime<Utc>) {
     let micros = (t.nanosecond() / 1_000).min(999_999);
@@ -274,6 +291,7 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_utc_with_microseconds() {
+        use chrono::TimeZone as _;
         let mut out = String::new();
         let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::microseconds(6);
         timestamp(&mut out, t);

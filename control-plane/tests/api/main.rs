@@ -19,6 +19,7 @@ mod deploy;
 mod encryption_key_rotation;
 mod end_to_end;
 mod faults;
+mod finance_followups;
 mod invoices;
 mod key_rotation;
 mod keys;

@@ -16,7 +16,7 @@ fn this_month() -> NaiveDate {
     Utc::now().date_naive().with_day(1).unwrap()
 }
 
-fn month(offset: i32) -> NaiveDate {
+pub(crate) fn month(offset: i32) -> NaiveDate {
     let m = this_month();
     if offset >= 0 {
         m.checked_add_months(Months::new(offset.unsigned_abs())).unwrap()
@@ -26,7 +26,7 @@ fn month(offset: i32) -> NaiveDate {
 }
 
 /// Noon on the 10th of the month `offset` months from now (UTC, the tests' reporting zone).
-fn in_month(offset: i32) -> DateTime<Utc> {
+pub(crate) fn in_month(offset: i32) -> DateTime<Utc> {
     let m = month(offset);
     Utc.with_ymd_and_hms(m.year(), m.month(), 10, 12, 0, 0).unwrap()
 }

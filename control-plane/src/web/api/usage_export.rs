@@ -50,6 +50,8 @@ pub async fn csv(
         }
         _ => return Err(ApiError::BadRequest("pass either `month=yyyy-mm` or both `from` and `to` (RFC 3339)".into())),
     };
+    let param = if q.month.is_some() { "month" } else { "from" };
+    range.ensure_retained(&state.store.db, state.store.reporting_zone, param).await?;
     let mut export = Export::begin(&state.store.db, range, PAGE_ROWS).await?;
     // The first page before the headers, so a failing query is still an error response, not a cut-off file.
     let first = export.next_chunk().await?;

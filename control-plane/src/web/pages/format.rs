@@ -22,12 +22,23 @@ pub fn int(n: i64) -> String {
 
 /// Micro-units as dollars, at least two decimals, more only when they are not zero: `$12.50`, `$0.000125`.
 pub fn money(micros: i64) -> String {
+    money_in(micros, "USD")
+}
+
+/// Micro-units of an ISO 4217 currency: `$12.50` (USD), `€12.50` (EUR), `£12.50` (GBP), else `12.50 CHF`.
+pub fn money_in(micros: i64, currency: &str) -> String {
     let sign = if micros < 0 { "-" } else { "" };
     let m = micros.unsigned_abs();
     let frac = format!("{:06}", m % 1_000_000);
     let frac = frac.trim_end_matches('0');
     let frac = if frac.len() < 2 { format!("{frac:0<2}") } else { frac.to_owned() };
-    format!("{sign}${}.{frac}", int(i64::try_from(m / 1_000_000).unwrap_or(i64::MAX)))
+    let amount = format!("{}.{frac}", int(i64::try_from(m / 1_000_000).unwrap_or(i64::MAX)));
+    match currency {
+        "USD" => format!("{sign}${amount}"),
+        "EUR" => format!("{sign}€{amount}"),
+        "GBP" => format!("{sign}£{amount}"),
+        code => format!("{sign}{amount} {code}"),
+    }
 }
 
 /// Micro-units as a plain decimal for a form field: `2500000` → `2.5`.
@@ -87,6 +98,8 @@ mod tests {
         assert_eq!(money(12_500_000), "$12.50");
         assert_eq!(money(125), "$0.000125");
         assert_eq!(money(1_234_567_890_000), "$1,234,567.89");
+        assert_eq!(money_in(-12_500_000, "EUR"), "-€12.50");
+        assert_eq!(money_in(1_000_000, "CHF"), "1.00 CHF");
         assert_eq!(decimal(2_500_000), "2.5");
         assert_eq!(decimal(3_000_000), "3");
         assert_eq!(parse_money("p", "2.5").unwrap(), 2_500_000);

@@ -46,6 +46,8 @@ pub struct InvoiceRow {
 
 pub struct ReconciliationView {
     pub ok: bool,
+    /// `false`: the month's raw records were dropped by retention and the figures come from the rollups.
+    pub records_retained: bool,
     pub teams: u64,
     pub issued_invoices: u64,
     pub issued: String,
@@ -69,10 +71,15 @@ fn may_read(viewer: &Viewer, team_id: i64) -> bool {
     viewer.sees_all_teams() || viewer.team_role(team_id) == Some(TeamRole::Admin)
 }
 
+/// A `yyyy-mm` from the path or query; a malformed one is a 400 page.
+fn parse_month(m: &str) -> Result<Month, PageError> {
+    Month::parse(m).map_err(|e| PageError::BadRequest(e.to_string()))
+}
+
 /// The month asked for, or the last one that has ended.
 fn month_of(state: &AppState, q: Option<&str>) -> Result<Month, PageError> {
     match q.map(str::trim).filter(|m| !m.is_empty()) {
-        Some(m) => Month::parse(m).map_err(|e| PageError::BadRequest(e.to_string())),
+        Some(m) => parse_month(m),
         None => Ok(Month::containing(&state.store, Utc::now()).previous()),
     }
 }
@@ -94,25 +101,27 @@ async fn list_page(
             issued: s.status == "issued",
             number: s.number.unwrap_or_default(),
             lines: s.lines,
-            subtotal: format::money(s.subtotal_micros),
-            markup: markup_label(s.markup_bp, s.markup_micros),
-            total: format::money(s.total_micros),
+            subtotal: format::money_in(s.subtotal_micros, &s.currency),
+            markup: markup_label(s.markup_bp, s.markup_micros, &s.currency),
+            total: format::money_in(s.total_micros, &s.currency),
         })
         .collect();
     let reconciliation = if viewer.sees_all_teams() {
         let r = invoices::reconcile(&state.store, month).await?;
+        let money = |micros: i64| format::money_in(micros, state.store.currency.as_str());
         Some(ReconciliationView {
             ok: r.difference_micros == 0 && r.overbilled_micros == 0,
+            records_retained: r.records_retained,
             teams: r.teams,
             issued_invoices: r.issued_invoices,
-            issued: format::money(r.issued_micros),
-            adjusted: format::money(r.adjusted_micros),
-            unbilled: format::money(r.unbilled_micros),
-            overbilled: format::money(r.overbilled_micros),
-            invoice_total: format::money(r.invoice_total_micros),
+            issued: money(r.issued_micros),
+            adjusted: money(r.adjusted_micros),
+            unbilled: money(r.unbilled_micros),
+            overbilled: money(r.overbilled_micros),
+            invoice_total: money(r.invoice_total_micros),
             records: format::int(r.usage_records),
-            records_cost: format::money(r.records_cost_micros),
-            difference: format::money(r.difference_micros),
+            records_cost: money(r.records_cost_micros),
+            difference: money(r.difference_micros),
         })
     } else {
         None
@@ -131,12 +140,12 @@ async fn list_page(
 }
 
 /// `-10.00% (-$0.73)`, or `none`.
-fn markup_label(bp: i32, micros: i64) -> String {
+fn markup_label(bp: i32, micros: i64, currency: &str) -> String {
     match bp {
         0 => "none".to_owned(),
         bp => {
             let sign = if bp < 0 { "-" } else { "+" };
-            format!("{sign}{} ({})", invoices::percent(bp), format::money(micros))
+            format!("{sign}{} ({})", invoices::percent(bp), format::money_in(micros, currency))
         }
     }
 }
@@ -164,7 +173,7 @@ pub async fn issue(
         return Err(PageError::NotFound);
     }
     viewer.require(viewer.sees_all_teams())?;
-    let month = Month::parse(&month).map_err(|e| PageError::BadRequest(e.to_string()))?;
+    let month = parse_month(&month)?;
     match invoices::issue(&state.store, &viewer.actor(), &viewer.user.email, team_id, month, Utc::now()).await {
         Ok(_) => Ok(view::see_other(&format!("/console/invoices?month={month}"))),
         Err(DomainError::Conflict(message)) => {
@@ -210,7 +219,8 @@ pub struct LineView {
 }
 
 fn invoice_view(viewer: &Viewer, team: &teams::Team, inv: Invoice) -> InvoiceView {
-    let per_m = |v: i64| format!("{}/M", format::money(v));
+    let money = |micros: i64| format::money_in(micros, &inv.currency);
+    let per_m = |v: i64| format!("{}/M", money(v));
     let lines = inv
         .lines
         .iter()
@@ -235,7 +245,7 @@ fn invoice_view(viewer: &Viewer, team: &teams::Team, inv: Invoice) -> InvoiceVie
                     s
                 },
             ),
-            amount: format::money(l.amount_micros),
+            amount: money(l.amount_micros),
         })
         .collect();
     let markup_name = match inv.markup_bp {
@@ -256,10 +266,10 @@ fn invoice_view(viewer: &Viewer, team: &teams::Team, inv: Invoice) -> InvoiceVie
         period: format!("{} – {}", format::timestamp(inv.period_start), format::timestamp(inv.period_end)),
         currency: inv.currency.clone(),
         lines,
-        subtotal: format::money(inv.subtotal_micros),
+        subtotal: money(inv.subtotal_micros),
         markup_name,
-        markup: format::money(inv.markup_micros),
-        total: format::money(inv.total_micros),
+        markup: money(inv.markup_micros),
+        total: money(inv.total_micros),
     }
 }
 
@@ -274,7 +284,7 @@ pub async fn show(
         return Err(PageError::NotFound);
     }
     viewer.require(may_read(&viewer, team_id))?;
-    let month = Month::parse(&month).map_err(|e| PageError::BadRequest(e.to_string()))?;
+    let month = parse_month(&month)?;
     let team = teams::get(&state.store, team_id).await?;
     let inv = invoices::get(&state.store, team_id, month).await?;
     view::ok(&invoice_view(&viewer, &team, inv))
