@@ -19,7 +19,10 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # cargo-nextest when the machine has it (a clear summary line, one process per test), cargo test otherwise.
+# The binaries first: the SIGKILL and fault tests start `target/debug/switchyard-data-plane` as a child process,
+# which no test target builds; without this they fail on a fresh clone, or run a stale binary on a warm one.
 test: services lint
+	$(CARGO) build --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

@@ -97,6 +97,9 @@ pub enum BuildError {
     Spool(#[from] crate::spool::SpoolError),
 }
 
+/// How long a stopping node waits for a snapshot apply in progress (compile + fsync) to finish.
+const SYNC_SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
+
 impl Server {
     pub async fn build(settings: Settings) -> Result<Self, BuildError> {
         // The process may already have one (tests run many nodes); either way one is installed.
@@ -216,7 +219,16 @@ impl Server {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.http.await;
         self.stop.send_replace(true);
-        for mut task in self.tasks {
+        let mut tasks = self.tasks.into_iter();
+        // The snapshot sync ends at once on `stop` unless it is applying a snapshot, which it finishes (the file
+        // included) so the next start serves that version; bounded anyway, in case the disk hangs.
+        if let Some(mut sync) = tasks.next()
+            && tokio::time::timeout(SYNC_SHUTDOWN_BOUND, &mut sync).await.is_err()
+        {
+            sync.abort();
+            tracing::warn!("snapshot sync still busy at shutdown; the node restarts from the previous snapshot file");
+        }
+        for mut task in tasks {
             if tokio::time::timeout(self.usage_grace, &mut task).await.is_err() {
                 task.abort();
                 tracing::warn!(

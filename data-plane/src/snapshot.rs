@@ -17,6 +17,11 @@ use crate::catalog::{Catalog, DecodedKeys};
 use crate::config::Secret;
 use crate::health::Registry;
 
+/// The snapshot kept for restarts: one file, the body's hex SHA-256 on the first line and the body after it, so
+/// that a single rename replaces both at once.
+const SEALED_FILE: &str = "snapshot.bin";
+/// The layout of earlier versions (body and digest in two files, renamed one after the other): still read at
+/// start when there is no `snapshot.bin`, removed once one is written.
 const SNAPSHOT_FILE: &str = "snapshot.json";
 const DIGEST_FILE: &str = "snapshot.json.sha256";
 
@@ -74,11 +79,13 @@ impl SnapshotStore {
     /// fraction of a second of CPU that must not stall a runtime worker); the swap follows at once, so requests
     /// see the new version before the file is written; the file is fsynced before `apply` returns, and the sync
     /// loop reports a version as applied to the control plane only after that. A crash between the swap and
-    /// the end of the write leaves the previous pair on disk (temp file + rename): the node restarts from the
-    /// previous snapshot and the control plane, which has not seen this version acknowledged, sends it again.
+    /// the end of the write leaves the previous file on disk (one temp file holding digest and body, fsynced, then
+    /// renamed): the node restarts from the previous snapshot and the control plane, which has not seen this
+    /// version acknowledged, sends it again. The write runs on a blocking thread and completes even if the caller
+    /// is dropped; [`run_sync`] never drops an apply on `stop`.
     pub async fn apply(&self, body: Bytes, digest: &str) -> Result<u64, ApplyError> {
         let version = self.install(body.clone(), digest.to_owned()).await?;
-        if let Err(e) = persist(&self.dir, &body, digest).await {
+        if let Err(e) = persist(&self.dir, body, digest).await {
             tracing::error!(error = %e, dir = %self.dir.display(), "could not persist snapshot; serving it from memory");
         }
         Ok(version)
@@ -86,9 +93,23 @@ impl SnapshotStore {
 
     /// Applies the snapshot kept on disk by an earlier run, if there is a valid one.
     pub async fn load_from_disk(&self) -> Option<u64> {
-        let body = tokio::fs::read(self.dir.join(SNAPSHOT_FILE)).await.ok()?;
-        let digest = tokio::fs::read_to_string(self.dir.join(DIGEST_FILE)).await.ok()?;
-        match self.install(body.into(), digest.trim().to_owned()).await {
+        let (body, digest) = match tokio::fs::read(self.dir.join(SEALED_FILE)).await {
+            Ok(sealed) => {
+                let sealed = Bytes::from(sealed);
+                let Some(eol) = sealed.iter().position(|&b| b == b'\n') else {
+                    tracing::warn!("ignoring the snapshot on disk: no digest line");
+                    return None;
+                };
+                let digest = String::from_utf8_lossy(&sealed[..eol]).trim().to_owned();
+                (sealed.slice(eol + 1..), digest)
+            }
+            Err(_) => {
+                let body = tokio::fs::read(self.dir.join(SNAPSHOT_FILE)).await.ok()?;
+                let digest = tokio::fs::read_to_string(self.dir.join(DIGEST_FILE)).await.ok()?;
+                (body.into(), digest.trim().to_owned())
+            }
+        };
+        match self.install(body, digest).await {
             Ok(v) => Some(v),
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring the snapshot on disk");
@@ -137,29 +158,48 @@ pub fn verify(body: &[u8], digest: &str, applied: u64) -> Result<Snapshot<Decode
     Ok(snapshot)
 }
 
-/// Writes body and digest beside each other via temp files and renames, so a crash leaves the old pair or the
-/// new one. The file holds provider credentials: it is readable by the owner only.
-async fn persist(dir: &Path, body: &[u8], digest: &str) -> std::io::Result<()> {
-    tokio::fs::create_dir_all(dir).await?;
-    write_private(&dir.join(SNAPSHOT_FILE), body).await?;
-    write_private(&dir.join(DIGEST_FILE), digest.as_bytes()).await
+/// Writes digest and body to one temp file, fsyncs it, renames it over the previous one and fsyncs the directory,
+/// so a crash at any point leaves the old snapshot or the new one, never a mix or a torn file. Runs on a blocking
+/// thread: once started it completes even if the caller is dropped. The file holds provider credentials: it is
+/// readable by the owner only.
+async fn persist(dir: &Path, body: Bytes, digest: &str) -> std::io::Result<()> {
+    let dir = dir.to_path_buf();
+    let digest = digest.to_owned();
+    tokio::task::spawn_blocking(move || persist_blocking(&dir, &body, &digest))
+        .await
+        .map_err(|e| std::io::Error::other(format!("snapshot write aborted: {e}")))?
 }
 
-async fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+fn persist_blocking(dir: &Path, body: &[u8], digest: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(SEALED_FILE);
     let tmp = path.with_extension("tmp");
-    let mut opts = tokio::fs::OpenOptions::new();
+    let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts.open(&tmp).await?;
-    tokio::io::AsyncWriteExt::write_all(&mut f, data).await?;
-    f.sync_all().await?;
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp)?;
+    f.write_all(digest.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.write_all(body)?;
+    f.sync_all()?;
     drop(f);
-    tokio::fs::rename(&tmp, path).await
+    std::fs::rename(&tmp, &path)?;
+    // The rename itself survives a power loss only once the directory is synced.
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    for legacy in [SNAPSHOT_FILE, DIGEST_FILE] {
+        let _ = std::fs::remove_file(dir.join(legacy));
+    }
+    Ok(())
 }
 
 /// Keeps the store current: long-polls the control plane until `stop` fires. Failures are logged and retried
 /// with backoff while the node goes on serving its last snapshot.
+///
+/// `stop` interrupts the poll (the wait and the download), never an apply: a snapshot already swapped in is
+/// written to disk before the task ends, so a node stopped right after taking a new version restarts on it.
 pub async fn run_sync(
     store: Arc<SnapshotStore>,
     client: reqwest::Client,
@@ -173,10 +213,18 @@ pub async fn run_sync(
     let mut backoff = Duration::from_millis(100);
     loop {
         let poll = SnapshotPoll { node_id: node_id.clone(), applied: store.version(), wait_secs: wait.as_secs() };
-        let attempt = poll_once(&store, &client, &url, &node_token, &poll, wait);
-        let outcome = tokio::select! {
+        let attempt = fetch(&client, &url, &node_token, &poll, wait);
+        let fetched = tokio::select! {
             r = attempt => r,
             _ = stop.changed() => return,
+        };
+        let outcome = match fetched {
+            Ok(Some((body, digest))) => match store.apply(body, &digest).await {
+                Ok(_) | Err(ApplyError::Stale { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
         };
         match outcome {
             Ok(()) => backoff = Duration::from_millis(100),
@@ -202,19 +250,19 @@ enum PollError {
     Apply(#[from] ApplyError),
 }
 
-async fn poll_once(
-    store: &SnapshotStore,
+/// One long poll: `Some((body, digest))` when the control plane has a newer snapshot, `None` when it has not.
+async fn fetch(
     client: &reqwest::Client,
     url: &str,
     token: &Secret,
     poll: &SnapshotPoll,
     wait: Duration,
-) -> Result<(), PollError> {
+) -> Result<Option<(Bytes, String)>, PollError> {
     // node ids are restricted to URL-safe characters when the node starts, so no encoding is needed.
     let url = format!("{url}?node_id={}&applied={}&wait_secs={}", poll.node_id, poll.applied, poll.wait_secs);
     let res = client.get(url).bearer_auth(token.expose()).timeout(wait + Duration::from_secs(10)).send().await?;
     match res.status() {
-        reqwest::StatusCode::NO_CONTENT => Ok(()),
+        reqwest::StatusCode::NO_CONTENT => Ok(None),
         reqwest::StatusCode::OK => {
             let digest = res
                 .headers()
@@ -222,11 +270,7 @@ async fn poll_once(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_owned();
-            let body = res.bytes().await?;
-            match store.apply(body, &digest).await {
-                Ok(_) | Err(ApplyError::Stale { .. }) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
+            Ok(Some((res.bytes().await?, digest)))
         }
         s => Err(PollError::Status(s)),
     }
@@ -286,10 +330,37 @@ mod tests {
         assert_eq!(restarted.load_from_disk().await, Some(7));
         assert_eq!(restarted.version(), 7);
 
+        // A write killed half-way leaves only its temp file: the previous snapshot is what loads.
+        std::fs::write(dir.path().join(SEALED_FILE).with_extension("tmp"), b"0123\n{\"vers").unwrap();
+        let after_crash = SnapshotStore::new(dir.path().to_path_buf(), Default::default());
+        assert_eq!(after_crash.load_from_disk().await, Some(7));
+
         // A tampered file is ignored rather than served.
-        std::fs::write(dir.path().join(SNAPSHOT_FILE), b"{}").unwrap();
+        let sealed = std::fs::read(dir.path().join(SEALED_FILE)).unwrap();
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() = b' ';
+        tampered.push(b' ');
+        std::fs::write(dir.path().join(SEALED_FILE), &tampered).unwrap();
         let again = SnapshotStore::new(dir.path().to_path_buf(), Default::default());
         assert_eq!(again.load_from_disk().await, None);
         assert_eq!(again.version(), 0);
+        std::fs::write(dir.path().join(SEALED_FILE), b"{}").unwrap();
+        assert_eq!(SnapshotStore::new(dir.path().to_path_buf(), Default::default()).load_from_disk().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_in_the_earlier_two_file_layout_still_loads_and_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, d) = body(5, 1);
+        std::fs::write(dir.path().join(SNAPSHOT_FILE), &b).unwrap();
+        std::fs::write(dir.path().join(DIGEST_FILE), &d).unwrap();
+        let store = SnapshotStore::new(dir.path().to_path_buf(), Default::default());
+        assert_eq!(store.load_from_disk().await, Some(5));
+
+        let (b, d) = body(6, 1);
+        store.apply(b, &d).await.unwrap();
+        assert!(!dir.path().join(SNAPSHOT_FILE).exists() && !dir.path().join(DIGEST_FILE).exists());
+        let restarted = SnapshotStore::new(dir.path().to_path_buf(), Default::default());
+        assert_eq!(restarted.load_from_disk().await, Some(6));
     }
 }

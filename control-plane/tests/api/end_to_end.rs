@@ -171,6 +171,8 @@ async fn a_node_restarted_while_the_control_plane_is_down_still_serves(backend: 
     s.node.node.usage.flush().await;
     let node_token = s.app.node_token.clone();
     let control_plane = s.app.address.clone();
+    // Stopped right after `setup` saw the version in memory, possibly while the node is still writing it to
+    // disk: a graceful stop finishes that write (it used to cancel it, and this restart then found no file).
     s.node.stop().await;
     s.app.stop.stop().await;
 
