@@ -68,6 +68,25 @@ pub struct NodeTargetView {
     pub cooling_until: Option<DateTime<Utc>>,
 }
 
+/// What a target needs attention for, worst first: a cool-down beats saturation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetState {
+    Ok,
+    Saturated,
+    Cooling,
+}
+
+impl TargetState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Saturated => "saturated",
+            Self::Cooling => "cooling",
+        }
+    }
+}
+
 /// A target as the console and `GET /api/v1/upstream-status` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetView {
@@ -86,8 +105,7 @@ pub struct TargetView {
     pub cooling_until: Option<DateTime<Utc>>,
     /// A cap is full on some node, or an attempt was held back at one within the last 30 s.
     pub saturated: bool,
-    /// `cooling`, `saturated` or `ok`.
-    pub state: String,
+    pub state: TargetState,
     pub nodes: Vec<NodeTargetView>,
 }
 
@@ -208,13 +226,12 @@ impl Board {
                 v.saturated =
                     recently || v.nodes.iter().any(|n| full(n.requests) || full(n.tokens) || full(n.concurrency));
                 v.state = if v.cooling_until.is_some() {
-                    "cooling"
+                    TargetState::Cooling
                 } else if v.saturated {
-                    "saturated"
+                    TargetState::Saturated
                 } else {
-                    "ok"
-                }
-                .to_owned();
+                    TargetState::Ok
+                };
                 v
             })
             .collect();
@@ -250,7 +267,7 @@ fn empty_view(p: &Provider, model: &str) -> TargetView {
         last_throttled_at: None,
         cooling_until: None,
         saturated: false,
-        state: "ok".to_owned(),
+        state: TargetState::Ok,
         nodes: Vec::new(),
     }
 }

@@ -16,7 +16,7 @@ use crate::domain::DomainError;
 use crate::domain::listing;
 use crate::domain::provider_presets::{self, FromPreset, PRESETS};
 use crate::domain::providers::{self, Provider, ProviderInput};
-use crate::domain::upstream_status::{self, TargetView, UpstreamStatus};
+use crate::domain::upstream_status::{self, TargetState, TargetView, UpstreamStatus};
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -112,35 +112,34 @@ pub struct TargetRow {
     /// `12 / 500 rpm`, … (the busiest node).
     pub utilisation: String,
     pub throttled: u64,
-    /// `cooling`, `saturated` or `ok`, and the badge text.
-    pub state: String,
+    /// `cooling`, `saturated` or `ok` (the badge's class), and the badge text.
+    pub state: &'static str,
     pub badge: String,
     pub nodes: usize,
+}
+
+fn count(v: u64) -> String {
+    format::int(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
 fn dims(rpm: Option<u64>, tpm: Option<u64>, conc: Option<u64>) -> String {
     let parts: Vec<String> = [(rpm, "rpm"), (tpm, "tpm"), (conc, "in flight")]
         .into_iter()
-        .filter_map(|(v, unit)| v.map(|v| format!("{} {unit}", format::int(i64::try_from(v).unwrap_or(i64::MAX)))))
+        .filter_map(|(v, unit)| v.map(|v| format!("{} {unit}", count(v))))
         .collect();
     if parts.is_empty() { "—".to_owned() } else { parts.join(" · ") }
 }
 
 fn badge(t: &TargetView) -> String {
-    match (t.state.as_str(), t.cooling_until) {
-        ("cooling", Some(until)) => format!("cooling down until {}", format::timestamp(until)),
-        ("saturated", _) => "saturated".to_owned(),
+    match (t.state, t.cooling_until) {
+        (TargetState::Cooling, Some(until)) => format!("cooling down until {}", format::timestamp(until)),
+        (TargetState::Saturated, _) => "saturated".to_owned(),
         _ => "ok".to_owned(),
     }
 }
 
 fn target_row(t: &TargetView) -> TargetRow {
-    let used = |u: Option<CapUse>, unit: &str| {
-        u.map(|u| {
-            let n = |v: u64| format::int(i64::try_from(v).unwrap_or(i64::MAX));
-            format!("{} / {} {unit}", n(u.used), n(u.cap))
-        })
-    };
+    let used = |u: Option<CapUse>, unit: &str| u.map(|u| format!("{} / {} {unit}", count(u.used), count(u.cap)));
     let utilisation: Vec<String> = [used(t.requests, "rpm"), used(t.tokens, "tpm"), used(t.concurrency, "in flight")]
         .into_iter()
         .flatten()
@@ -153,7 +152,7 @@ fn target_row(t: &TargetView) -> TargetRow {
         learned: dims(t.learned.requests, t.learned.tokens, None),
         utilisation: if utilisation.is_empty() { "—".to_owned() } else { utilisation.join(" · ") },
         throttled: t.throttled,
-        state: t.state.clone(),
+        state: t.state.as_str(),
         badge: badge(t),
         nodes: t.nodes.len(),
     }
@@ -162,10 +161,10 @@ fn target_row(t: &TargetView) -> TargetRow {
 /// The worst state over a provider's targets, for the list page.
 fn provider_badge(status: &UpstreamStatus, provider_id: i64) -> Option<(&'static str, String)> {
     let targets = || status.targets.iter().filter(move |t| t.provider_id == provider_id);
-    if let Some(until) = targets().filter(|t| t.state == "cooling").filter_map(|t| t.cooling_until).max() {
+    if let Some(until) = targets().filter(|t| t.state == TargetState::Cooling).filter_map(|t| t.cooling_until).max() {
         return Some(("cooling", format!("cooling down until {}", format::timestamp(until))));
     }
-    targets().any(|t| t.state == "saturated").then(|| ("saturated", "saturated".to_owned()))
+    targets().any(|t| t.state == TargetState::Saturated).then(|| ("saturated", "saturated".to_owned()))
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
